@@ -1,0 +1,27 @@
+"""``python -m infocam_exp [overrides]``: the project's only Hydra entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from infocam_exp.run import format_summary, run  # deferred: `--help` stays fast
+
+    hc = HydraConfig.get()
+    output_dir = Path(hc.runtime.output_dir)
+    metrics = run(cfg, output_dir, choices=dict(hc.runtime.choices), overrides=list(hc.overrides.task))
+    print(format_summary(metrics, output_dir))
+    value = metrics.get(cfg.get("objective", "test/acc"))
+    return float(value) if isinstance(value, int | float) else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Thin Lightning adapters over ``infocam_exp.metrics`` and ``infocam_exp.cam``.
+
+A callback that produces results for ``metrics.json`` exposes them as ``results`` (a flat dict
+``"<split>/<metric>[@<variant>]" -> float | list``); ``infocam_exp.run`` collects them.
+"""
+
+from infocam_exp.callbacks.classification import ClassificationMetrics
+
+__all__ = ["ClassificationMetrics"]

@@ -1,0 +1,64 @@
+"""Accuracy, per-class accuracy and MI estimates on the validation and test splits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from infocam_exp.metrics.mi import ClassificationMI, headline_mi
+
+
+class ClassificationMetrics(pl.Callback):
+    """Accumulates ``ClassificationMI`` on the model's device and logs ``<split>/<metric>``.
+
+    Scalars are logged every validation epoch (so the MI estimate can be watched converging) and
+    at test time; vectors (``class_acc``) go only to ``results``. Under DDP the metric state is
+    summed across processes before ``compute``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: dict[str, ClassificationMI] = {}
+        self.results: dict[str, Any] = {}
+
+    def _start(self, split: str, pl_module: pl.LightningModule) -> None:
+        metric = ClassificationMI(pl_module.loss.log_prior.exp().cpu()).to(pl_module.device)
+        self.metrics[split] = metric
+
+    def _update(self, split: str, trainer: pl.Trainer, outputs: Any) -> None:
+        if trainer.sanity_checking or split not in self.metrics:
+            return
+        self.metrics[split].update(outputs["logits"], outputs["target"], outputs["preds"])
+
+    def _finish(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or split not in self.metrics:
+            return
+        metric = self.metrics.pop(split)
+        if int(metric.n) == 0 and not torch.distributed.is_initialized():
+            return
+        values = metric.compute()
+        values.update(headline_mi(values, pl_module.loss.mi_estimator))
+        scalars = {f"{split}/{k}": v.float() for k, v in values.items() if v.ndim == 0}
+        pl_module.log_dict(scalars, prog_bar=False, sync_dist=False)
+        for key, v in values.items():
+            self.results[f"{split}/{key}"] = v.tolist() if v.ndim else float(v)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start("val", pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update("val", trainer, outputs)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish("val", trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start("test", pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update("test", trainer, outputs)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish("test", trainer, pl_module)

@@ -1,0 +1,1 @@
+"""DataModules and datasets. Each DataModule is a ``ClassificationDataModule`` (see ``base``)."""

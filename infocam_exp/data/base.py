@@ -1,0 +1,189 @@
+"""Shared pieces of every classification DataModule.
+
+A DataModule of this project states the facts that the model, the loss and the metrics need,
+so that `infocam_exp.build` can pass them on explicitly (no global state):
+
+- ``num_classes``: K.
+- ``input_shape``: shape of one input, ``(d,)`` for vectors or ``(C, H, W)`` for images.
+- ``class_counts``: (K,) int64 tensor, label counts of the training split actually used (after any
+  imbalance is applied). ``class_prior`` is derived from it; the PC-softmax loss and the MI
+  estimators take that prior.
+- ``class_names``: K strings (for tables and plots).
+
+Subclasses set these in ``__init__`` or ``prepare_facts()``; ``build`` calls ``dm.prepare_facts()``
+before it reads them, so a DataModule that has to read files to learn them can do it there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import pytorch_lightning as pl
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """Base class: holds the dataset facts; subclasses provide the dataloaders."""
+
+    num_classes: int
+    input_shape: tuple[int, ...]
+    class_counts: torch.Tensor
+    class_names: list[str]
+
+    def prepare_facts(self) -> None:
+        """Learn ``num_classes``, ``input_shape``, ``class_counts`` (may read files). Idempotent."""
+
+    @property
+    def class_prior(self) -> torch.Tensor:
+        """(K,) float32 training-label frequencies p(y), summing to 1."""
+        counts = self.class_counts.to(torch.float64)
+        if counts.ndim != 1 or counts.numel() != self.num_classes:
+            raise ValueError(
+                f"{type(self).__name__}.class_counts has shape {tuple(counts.shape)}, "
+                f"expected ({self.num_classes},)"
+            )
+        if (counts <= 0).any():
+            empty = torch.nonzero(counts <= 0).flatten().tolist()
+            raise ValueError(
+                f"{type(self).__name__}: classes {empty} have no training samples; the class prior "
+                "and PC-softmax need every class present (shrink data.num_classes or the imbalance)"
+            )
+        return (counts / counts.sum()).to(torch.float32)
+
+    def reference_metrics(self) -> dict[str, float]:
+        """Known-truth values to store beside the run's metrics (e.g. the exact MI). Default: none."""
+        return {}
+
+
+class TensorBatchLoader:
+    """Iterates over in-memory tensors in (shuffled) batches, gathering each batch with one index op.
+
+    Replaces a per-sample ``Dataset`` + ``DataLoader`` for data that fits in memory: no collate,
+    no worker processes, and the tensors may live on the GPU. Under DDP each process takes a
+    disjoint strided shard of the (identically shuffled) order, the way ``DistributedSampler`` does.
+
+    Args:
+        tensors: tensors with the same first dimension N.
+        batch_size: samples per batch (per process).
+        shuffle: reshuffle every epoch with ``torch.Generator`` seeded by ``seed + epoch``.
+        drop_last: drop the last incomplete batch.
+        seed: base seed of the shuffle.
+        rank, world_size: this process's shard under DDP (0, 1 without it).
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not tensors:
+            raise ValueError("TensorBatchLoader needs at least one tensor")
+        n = tensors[0].shape[0]
+        if any(t.shape[0] != n for t in tensors):
+            raise ValueError(f"tensors differ in length: {[t.shape[0] for t in tensors]}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.tensors = list(tensors)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.epoch = 0
+
+    def to(self, device: torch.device | str) -> TensorBatchLoader:
+        """Move the tensors to ``device`` (in place) and return self."""
+        self.tensors = [t.to(device) for t in self.tensors]
+        return self
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this process sees per epoch (the shard; padded like DistributedSampler)."""
+        n = self.tensors[0].shape[0]
+        return -(-n // self.world_size)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return -(-self.num_samples // self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        n = self.tensors[0].shape[0]
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:
+            # Pad by wrapping so every process gets the same number of samples (as
+            # DistributedSampler does), then take a strided shard.
+            total = self.num_samples * self.world_size
+            if total > n:
+                order = torch.cat([order, order[: total - n]])
+            order = order[self.rank : total : self.world_size]
+        return order
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        order = self._order().to(self.tensors[0].device)
+        self.epoch += 1
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield [t[idx] for t in self.tensors]
+
+
+def counts_from_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K,) int64 label counts of a (N,) integer label tensor; raises on labels outside [0, K)."""
+    labels = labels.to(torch.int64)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)][:5].tolist()
+        raise ValueError(f"labels outside [0, {num_classes}): e.g. {bad}")
+    return torch.bincount(labels, minlength=num_classes)
+
+
+def distributed_shard(trainer: pl.Trainer | None) -> tuple[int, int]:
+    """(rank, world_size) for a loader, from the attached trainer (0, 1 without one)."""
+    if trainer is None:
+        return 0, 1
+    return int(trainer.global_rank), int(trainer.world_size)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Data or weights that are not on disk. The message says what was looked for, where, the
+    expected layout, where to get it, and which override points elsewhere."""
+
+    def __init__(
+        self,
+        what: str,
+        searched: Sequence[str],
+        layout: str,
+        get_it: str,
+        override: str,
+    ) -> None:
+        lines = [
+            f"{what} not found.",
+            "Looked in: " + ", ".join(str(s) for s in searched),
+            f"Expected layout: {layout}",
+            f"How to get it: {get_it}",
+            f"Point elsewhere with: {override}",
+        ]
+        super().__init__("\n  ".join(lines))
+
+
+class DataFormatError(ValueError):
+    """A data or annotation file that does not parse; the message names the file and line."""
+
+    def __init__(self, path: object, problem: str, line: int | None = None, fix: str = "") -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        msg = f"{where}: {problem}"
+        if fix:
+            msg += f" ({fix})"
+        super().__init__(msg)

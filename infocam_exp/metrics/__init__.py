@@ -1,0 +1,1 @@
+"""Pure metric code (tensors in, numbers out); no Lightning imports."""

@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` networks. Each takes ``num_classes`` and ``input_shape`` (from the data)."""

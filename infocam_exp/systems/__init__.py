@@ -1,0 +1,5 @@
+"""LightningModules: training logic around a plain ``nn.Module`` model."""
+
+from infocam_exp.systems.classifier import ClassifierSystem
+
+__all__ = ["ClassifierSystem"]

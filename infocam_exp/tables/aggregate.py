@@ -1,0 +1,171 @@
+"""Aggregate per-run ``metrics.json`` records of a table's sweep into rows: mean and spread over seeds.
+
+A table is declared in ``configs/table/<id>.yaml``: the sweep (``hydra.sweeper.params``) defines the
+expected jobs, ``table.rows`` the override keys that name a row (the remaining swept key is the
+seed), ``table.columns`` the metrics. Tables read only ``metrics.json`` files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infocam_exp.results import METRICS_FILE, read_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Column:
+    """One reported quantity.
+
+    Attributes:
+        metric: key in ``metrics.json``'s metrics, e.g. ``test/mi_estimate``.
+        label: column header.
+        scale: multiply values by this (100 for percentages).
+        digits: decimals shown.
+        spread: show ``mean ± std`` over seeds (else the mean alone, for seed-independent values).
+        paper: published numbers: {"key=value[,key=value]": number}; the first entry whose
+            key=value pairs all match the row is shown in a "paper" column beside ours.
+    """
+
+    metric: str
+    label: str
+    scale: float = 1.0
+    digits: int = 4
+    spread: bool = True
+    paper: Mapping[str, float] | None = None
+
+
+@dataclass
+class Row:
+    keys: dict[str, str]
+    expected: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.records) == self.expected
+
+
+def expand_grid(params: Mapping[str, Any]) -> list[dict[str, str]]:
+    """All combinations of a Hydra basic-sweeper ``params`` block (comma-separated choices)."""
+    keys = list(params)
+    values = [[v.strip() for v in str(params[k]).split(",")] for k in keys]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    """{'data.dim': '1', 'loss': 'ce'} from ['data.dim=1', 'loss=ce'] (leading +/~ dropped)."""
+    out = {}
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        out[key] = value
+    return out
+
+
+def load_records(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every ``metrics.json`` under ``runs_dir`` (any depth), with its folder as ``_dir``."""
+    records = []
+    for path in sorted(Path(runs_dir).rglob(METRICS_FILE)):
+        rec = read_json(path)
+        if rec is None:
+            log.warning("Unreadable %s: ignored", path)
+            continue
+        rec["_dir"] = str(path.parent)
+        records.append(rec)
+    return records
+
+
+def collect_rows(records: list[dict[str, Any]], params: Mapping[str, Any], row_keys: Sequence[str]) -> list[Row]:
+    """Match records to the expected grid; one ``Row`` per combination of ``row_keys``."""
+    grid = expand_grid(params)
+    rows: dict[tuple, Row] = {}
+    for job in grid:
+        key = tuple(job[k] for k in row_keys)
+        row = rows.setdefault(key, Row(keys={k: job[k] for k in row_keys}, expected=0))
+        row.expected += 1
+        for rec in records:
+            ov = parse_overrides(rec.get("overrides", []))
+            if all(ov.get(k) == v for k, v in job.items()):
+                if rec.get("status") == "complete":
+                    row.records.append(rec)
+                else:
+                    row.failed.append(f"{rec['_dir']}: {rec.get('status')} {rec.get('error', '')}".strip())
+                break
+    return list(rows.values())
+
+
+def _stats(row: Row, col: Column) -> tuple[float, float, int]:
+    vals = [r["metrics"].get(col.metric) for r in row.records]
+    vals = [float(v) * col.scale for v in vals if isinstance(v, int | float) and math.isfinite(v)]
+    if not vals:
+        return math.nan, math.nan, 0
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return float(np.mean(vals)), std, len(vals)
+
+
+def _paper(row: Row, col: Column) -> float | None:
+    for match, value in (col.paper or {}).items():
+        pairs = parse_overrides([p for p in match.split(",") if p])
+        if all(row.keys.get(k) == v for k, v in pairs.items()):
+            return float(value)
+    return None
+
+
+def table_cells(rows: list[Row], columns: Sequence[Column], row_keys: Sequence[str]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """Header, formatted cells (markdown) and raw numbers (CSV) of the table."""
+    header = list(row_keys) + ["seeds"]
+    for col in columns:
+        if col.paper:
+            header.append(f"{col.label} (paper)")
+        header.append(col.label)
+    cells, raw = [], []
+    for row in rows:
+        line = [row.keys[k] for k in row_keys] + [f"{len(row.records)}/{row.expected}"]
+        numbers: dict[str, Any] = dict(row.keys) | {"seeds_done": len(row.records), "seeds_expected": row.expected}
+        for col in columns:
+            if col.paper:
+                p = _paper(row, col)
+                line.append("–" if p is None else f"{p:.{col.digits}f}")
+                numbers[f"{col.metric}:paper"] = p
+            mean, std, n = _stats(row, col)
+            if n == 0:
+                line.append("missing")
+            elif col.spread and n > 1:
+                line.append(f"{mean:.{col.digits}f} ± {std:.{col.digits}f}")
+            else:
+                line.append(f"{mean:.{col.digits}f}")
+            numbers[f"{col.metric}:mean"] = mean
+            numbers[f"{col.metric}:std"] = std
+        cells.append(line)
+        raw.append(numbers)
+    return header, cells, raw
+
+
+def to_markdown(header: list[str], cells: list[list[str]]) -> str:
+    out = io.StringIO()
+    out.write("| " + " | ".join(header) + " |\n")
+    out.write("|" + "|".join("---" for _ in header) + "|\n")
+    for line in cells:
+        out.write("| " + " | ".join(line) + " |\n")
+    return out.getvalue()
+
+
+def to_csv(raw: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    fields = list(dict.fromkeys(k for r in raw for k in r))
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(raw)
+    return out.getvalue()

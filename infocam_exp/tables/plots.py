@@ -1,0 +1,55 @@
+"""Plots written beside tables (matplotlib, Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from infocam_exp.results import write_text_atomic  # noqa: E402
+from infocam_exp.tables.aggregate import Row  # noqa: E402
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    write_text_atomic(Path(path), buf.getvalue())
+
+
+def _metric(row: Row, key: str) -> np.ndarray:
+    return np.array([r["metrics"][key] for r in row.records if isinstance(r["metrics"].get(key), int | float)])
+
+
+def mi_vs_dim(rows: Sequence[Row], path: Path, estimators: Sequence[str] = ("test/mi_estimate", "test/mi_estimate_prior_corrected")) -> None:
+    """Synthetic MI table: estimate (mean ± std over seeds) vs d, one panel per prior, truth curve."""
+    priors = list(dict.fromkeys(r.keys["data.prior"] for r in rows))
+    fig, axes = plt.subplots(1, len(priors), figsize=(5.5 * len(priors), 4), squeeze=False)
+    for ax, prior in zip(axes[0], priors):
+        sel = [r for r in rows if r.keys["data.prior"] == prior and r.records]
+        dims = sorted({int(r.keys["data.dim"]) for r in sel})
+        truth = {int(r.keys["data.dim"]): _metric(r, "test/mi_true").mean() for r in sel}
+        ax.plot(dims, [truth[d] for d in dims], "k-", lw=2, label="exact I(X;Y)")
+        for loss in dict.fromkeys(r.keys["loss"] for r in sel):
+            for est in estimators:
+                if loss != "ce" and est.endswith("prior_corrected"):
+                    continue
+                pts = [(int(r.keys["data.dim"]), _metric(r, est)) for r in sel if r.keys["loss"] == loss]
+                pts = [(d, v) for d, v in sorted(pts) if v.size]
+                if not pts:
+                    continue
+                label = f"{loss}: {'+ H(Y)' if est.endswith('prior_corrected') else 'paper recipe'}"
+                ax.errorbar([d for d, _ in pts], [v.mean() for _, v in pts], yerr=[v.std() for _, v in pts], marker="o", capsize=3, label=label)
+        ax.set_xscale("log")
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.set_xlabel("dimension d")
+        ax.set_ylabel("nats")
+        ax.set_title(f"{prior} prior")
+        ax.legend(fontsize=8)
+    save_figure(fig, path)

@@ -1,0 +1,99 @@
+"""End to end: compose the real configs, run, check the record."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException, InstantiationException
+from omegaconf.errors import ConfigAttributeError
+
+from infocam_exp.run import run
+from tests.conftest import REPO, compose_cfg
+
+REQUIRED = [
+    "test/mi_true", "test/mi_true_mc", "test/mi_true_mc_se", "test/mi_estimate",
+    "test/mi_estimate_prior_corrected", "test/acc", "test/mean_class_acc", "test/mi_gap",
+]
+
+
+def test_run_writes_complete_record(tmp_path, tiny_mi_overrides):
+    cfg = compose_cfg("+experiment=mi_synthetic", "data.prior=imbalanced", "loss=pc_softmax", "seed=0", *tiny_mi_overrides)
+    metrics = run(cfg, tmp_path / "run", choices={"loss": "pc_softmax"}, overrides=["loss=pc_softmax"])
+    rec = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert rec["status"] == "complete"
+    assert rec["seed"] == 0 and rec["choices"] == {"loss": "pc_softmax"}
+    for key in ("git_sha", "versions", "device", "wall_time_s", "config_hash", "data_seed"):
+        assert key in rec
+    for key in REQUIRED:
+        assert math.isfinite(rec["metrics"][key]), key
+    assert metrics["test/mi_estimate"] == rec["metrics"]["test/mi_estimate@pc"]
+    assert metrics["test/mi_gap"] == pytest.approx(metrics["test/mi_estimate"] - metrics["test/mi_true"])
+    assert len(rec["metrics"]["test/class_acc"]) == 5
+    # validation values are logged every epoch
+    csv_rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
+    header = csv_rows[0].split(",")
+    assert "val/mi_estimate" in header
+    col = header.index("val/mi_estimate")
+    assert sum(1 for r in csv_rows[1:] if r.split(",")[col]) == 2  # two epochs
+
+
+def test_ce_estimators_differ_by_log_k_minus_entropy(tmp_path, tiny_mi_overrides):
+    cfg = compose_cfg("data.prior=imbalanced", "loss=ce", *tiny_mi_overrides, "logger=none")
+    m = run(cfg, tmp_path)
+    expected = math.log(5) - m["test/entropy_y"]
+    assert m["test/mi_estimate"] - m["test/mi_estimate_prior_corrected"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_completed_run_is_skipped_and_changed_config_reruns(tmp_path, tiny_mi_overrides, monkeypatch):
+    cfg = compose_cfg(*tiny_mi_overrides, "logger=none")
+    first = run(cfg, tmp_path)
+    import infocam_exp.run as run_mod
+
+    def boom(*a, **k):
+        raise AssertionError("a complete run must not be rebuilt")
+
+    monkeypatch.setattr(run_mod, "build_datamodule", boom)
+    assert run(cfg, tmp_path) == first
+    changed = compose_cfg(*tiny_mi_overrides, "logger=none", "seed=1")
+    with pytest.raises(AssertionError, match="must not be rebuilt"):
+        run(changed, tmp_path)
+
+
+def test_failure_is_recorded(tmp_path, tiny_mi_overrides):
+    cfg = compose_cfg(*tiny_mi_overrides, "logger=none", "data.prior=[1,2]")
+    with pytest.raises(InstantiationException, match="data.prior"):
+        run(cfg, tmp_path)
+    rec = json.loads((tmp_path / "metrics.json").read_text())
+    assert rec["status"] == "failed" and "data.prior" in rec["error"]
+
+
+def test_seed_must_be_int(tmp_path, tiny_mi_overrides):
+    with pytest.raises(ValueError, match="seed must be an int"):
+        run(compose_cfg(*tiny_mi_overrides, "seed=null"), tmp_path)
+
+
+def test_unknown_option_fails_clearly():
+    with pytest.raises(ConfigCompositionException, match="loss"):
+        compose_cfg("loss=softmaxx")
+    with pytest.raises((ConfigCompositionException, ConfigAttributeError)):
+        compose_cfg("data.dimm=3")
+
+
+def test_wandb_logger_offline(tmp_path, tiny_mi_overrides):
+    cfg = compose_cfg(*tiny_mi_overrides, "logger=wandb", "trainer.max_epochs=1")
+    run(cfg, tmp_path)
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "wandb should write an offline run"
+
+
+def test_entry_point_prints_summary(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "infocam_exp", "data.samples_per_class=100", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false", f"paths.output_dir={tmp_path}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test/mi_estimate" in proc.stdout and "test/mi_true" in proc.stdout
+    assert list(tmp_path.glob("runs/mi_synthetic/*/metrics.json"))
+    assert REPO.exists()
