@@ -1,0 +1,146 @@
+"""Overlay figures of CAM / infoCAM maps with boxes (matplotlib, Agg, no pyplot state)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from infocam_exp.cam.maps import upsample_maps
+
+__all__ = ["save_overlay_grid"]
+
+GT_COLOR = "lime"
+PRED_COLORS = ("red", "orange", "magenta", "cyan", "yellow")
+
+
+def _to_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _images_hwc01(images) -> np.ndarray:
+    """(N, 3|1, H, W) float in [0, 1] or uint8 -> (N, H, W, 3) float in [0, 1]."""
+    arr = _to_numpy(images)
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, 3, H, W) or (N, 1, H, W), got {arr.shape}")
+    arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    arr = np.clip(arr, 0.0, 1.0).transpose(0, 2, 3, 1)
+    return np.repeat(arr, 3, axis=3) if arr.shape[3] == 1 else arr
+
+
+def _maps_to_frame(maps, n: int, size: tuple[int, int]) -> np.ndarray:
+    """(N, h, w) maps -> (N, H, W) float, bicubic-resized to the image frame, min-max to [0, 1]
+    per map (constant or non-finite maps become zeros)."""
+    t = torch.as_tensor(_to_numpy(maps), dtype=torch.float32)
+    if t.dim() != 3 or t.shape[0] != n:
+        raise ValueError(f"maps must have shape ({n}, h, w), got {tuple(t.shape)}")
+    if tuple(t.shape[-2:]) != size:
+        t = upsample_maps(t, size)
+    t = torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
+    lo = t.amin(dim=(1, 2), keepdim=True)
+    span = t.amax(dim=(1, 2), keepdim=True) - lo
+    out = torch.where(span > 0, (t - lo) / span.clamp_min(1e-12), torch.zeros_like(t))
+    return out.numpy()
+
+
+def _draw_boxes(ax, boxes, color: str, linewidth: float = 2.0) -> None:
+    """Boxes (G, 4) as x0, y0, x1, y1 in pixel coordinates of the image frame."""
+    if boxes is None:
+        return
+    arr = _to_numpy(boxes).reshape(-1, 4)
+    for x0, y0, x1, y1 in arr.astype(float):
+        ax.add_patch(
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=linewidth)
+        )
+
+
+def save_overlay_grid(
+    path: str | Path,
+    images,
+    maps: Mapping[str, object],
+    gt_boxes: Sequence[object] | None = None,
+    pred_boxes: Mapping[str, object] | None = None,
+    titles: Sequence[str] | None = None,
+    map_titles: Mapping[str, Sequence[str]] | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    panel_inches: float = 2.6,
+    dpi: int = 100,
+) -> Path:
+    """Write a PNG grid: one row per image, columns = image, then one overlay per method.
+
+    Args:
+        path: output file (parent directories are created). Written atomically: a temporary
+            file in the same directory is renamed over ``path``.
+        images: (N, 3, H, W) (or (N, 1, H, W)) tensor/array, float in [0, 1] or uint8.
+        maps: method name -> (N, h, w) maps; resized bicubically to (H, W) if needed and
+            min-max normalised per map for display. Column order follows the mapping's order.
+        gt_boxes: per image, (G, 4) ground-truth boxes x0, y0, x1, y1 in pixels of the (H, W)
+            frame; drawn in green on every panel of that row. ``None`` entries are skipped.
+        pred_boxes: method -> (N, 4) predicted boxes (same convention), drawn on that method's
+            column in red (other colours for further boxes).
+        titles: N row titles shown above the image column (e.g. class name and score).
+        map_titles: method -> N titles for that method's panels (default: the method name).
+        alpha: opacity of the heat map over the image.
+        cmap: matplotlib colormap name for maps.
+        panel_inches, dpi: panel size and resolution.
+
+    Returns:
+        The written path.
+    """
+    imgs = _images_hwc01(images)
+    n, h, w, _ = imgs.shape
+    methods = list(maps)
+    frames = {m: _maps_to_frame(maps[m], n, (h, w)) for m in methods}
+    if gt_boxes is not None and len(gt_boxes) != n:
+        raise ValueError(f"gt_boxes has {len(gt_boxes)} entries for {n} images")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles has {len(titles)} entries for {n} images")
+    pred = {m: _to_numpy(b).reshape(n, -1, 4) for m, b in (pred_boxes or {}).items()}
+    unknown = set(pred) - set(methods)
+    if unknown:
+        raise ValueError(f"pred_boxes for methods without maps: {sorted(unknown)}")
+
+    ncols = 1 + len(methods)
+    # panel height follows the image aspect, plus room for a title line
+    fig = Figure(figsize=(panel_inches * ncols, n * (panel_inches * h / w + 0.3)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, ncols, squeeze=False)
+    for i in range(n):
+        ax = axes[i, 0]
+        ax.imshow(imgs[i])
+        _draw_boxes(ax, None if gt_boxes is None else gt_boxes[i], GT_COLOR)
+        ax.set_title(titles[i] if titles is not None else f"image {i}", fontsize=8)
+        for j, m in enumerate(methods, start=1):
+            ax = axes[i, j]
+            ax.imshow(imgs[i])
+            ax.imshow(frames[m][i], cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+            _draw_boxes(ax, None if gt_boxes is None else gt_boxes[i], GT_COLOR)
+            if m in pred:
+                for b, box in enumerate(pred[m][i]):
+                    _draw_boxes(ax, box, PRED_COLORS[b % len(PRED_COLORS)])
+            ax.set_title(map_titles[m][i] if map_titles and m in map_titles else m, fontsize=8)
+        for ax in axes[i]:
+            ax.set_axis_off()
+    fig.tight_layout()
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
