@@ -5,5 +5,6 @@ A callback that produces results for ``metrics.json`` exposes them as ``results`
 """
 
 from infocam_exp.callbacks.classification import ClassificationMetrics
+from infocam_exp.callbacks.localization import LocalizationEvaluation
 
-__all__ = ["ClassificationMetrics"]
+__all__ = ["ClassificationMetrics", "LocalizationEvaluation"]
