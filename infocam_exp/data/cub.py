@@ -1,0 +1,425 @@
+"""CUB-200-2011 (Wah et al., 2011) as released: the reader, its splits, and two DataModules.
+
+Release layout (``CUB_200_2011/``)::
+
+    classes.txt               <class_id> <NNN.Name>            class ids 1..K, one per line
+    images.txt                <image_id> <NNN.Name>/<file>.jpg
+    image_class_labels.txt    <image_id> <class_id>
+    train_test_split.txt      <image_id> <is_train 0|1>
+    bounding_boxes.txt        <image_id> <x> <y> <width> <height>   floats, pixels
+    images/<NNN.Name>/<file>.jpg
+
+``num_classes`` is the number of lines of classes.txt, so a subset (fewer classes) works as long
+as its class ids are 1..K. Boxes become ``(x, y, x + w, y + h)`` (``infocam_exp.data.wsol``).
+
+Splits (all in images.txt order):
+
+- ``official``: train_test_split.txt (5,994 / 5,794 on the full set).
+- ``imbalanced_authors`` (PC-softmax experiment, Qin et al. section 3): classes with an odd 1-based
+  class id (folder 001, 003, ..., 199) keep their *first* 10 training and *first* 5 test images in
+  images.txt order; the other classes keep all of theirs.
+- WSOL ``val``/``test``: the official test images of each class alternately, 1st, 3rd, ... -> val,
+  2nd, 4th, ... -> test (``wsol.alternate_halves``; 2,916 / 2,878 on the full set); the official
+  training set is the WSOL training set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from infocam_exp.data.base import ClassificationDataModule, DataFormatError, DataNotFoundError
+from infocam_exp.data.wsol import (
+    EvalTransform,
+    ImageRecord,
+    TrainTransform,
+    WSOLDataModule,
+    WSOLImageDataset,
+    WSOLSplits,
+    alternate_halves,
+)
+
+log = logging.getLogger(__name__)
+
+CUB_DIRNAME = "CUB_200_2011"
+CUB_LAYOUT = (
+    "CUB_200_2011/ with classes.txt, images.txt, image_class_labels.txt, train_test_split.txt, "
+    "bounding_boxes.txt and images/<NNN.Name>/<file>.jpg"
+)
+CUB_GET_IT = (
+    "download CUB_200_2011.tgz from Caltech's CUB-200-2011 page "
+    "(https://www.vision.caltech.edu/datasets/cub_200_2011/, hosted on data.caltech.edu) "
+    "and extract it (tar xzf CUB_200_2011.tgz)"
+)
+CUB_OVERRIDE = "data.root=/path/to/CUB_200_2011 (or its parent folder)"
+CUB_SPLITS = ("official", "imbalanced_authors")
+
+
+@dataclass(frozen=True)
+class CUBImage:
+    """One line of the CUB annotations, joined across files.
+
+    Attributes:
+        cub_id: CUB's 1-based image id (images.txt).
+        rel_path: path relative to ``images/`` (also the wsolevaluation image id).
+        label: 0-based class index (class id - 1).
+        is_train: the official split.
+        box: ``(x, y, x + w, y + h)`` in original-image pixels.
+    """
+
+    cub_id: int
+    rel_path: str
+    label: int
+    is_train: bool
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class CUBAnnotations:
+    """The parsed release: ``root`` (the CUB_200_2011 folder), class names (K, without the
+    ``NNN.`` prefix), class ids (K, 1-based) and images in images.txt order."""
+
+    root: Path
+    class_names: list[str]
+    class_ids: list[int]
+    images: list[CUBImage]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def record(self, im: CUBImage) -> ImageRecord:
+        return ImageRecord(im.rel_path, str(self.root / "images" / im.rel_path), im.label, (im.box,))
+
+
+def find_cub_root(root: str | Path) -> Path:
+    """The CUB_200_2011 folder: ``root`` itself or ``root/CUB_200_2011``; else DataNotFoundError."""
+    root = Path(root).expanduser()
+    candidates = [root, root / CUB_DIRNAME]
+    for c in candidates:
+        if (c / "images.txt").is_file():
+            return c
+    raise DataNotFoundError("CUB-200-2011", [str(c) for c in candidates], CUB_LAYOUT, CUB_GET_IT, CUB_OVERRIDE)
+
+
+def _read_table(path: Path, types: Sequence[type], fmt: str) -> list[tuple[int, list]]:
+    """(line number, typed fields) of each non-empty whitespace-separated line of ``path``."""
+    if not path.is_file():
+        raise DataNotFoundError(f"CUB-200-2011 annotation file {path.name}", [str(path)], CUB_LAYOUT, CUB_GET_IT, CUB_OVERRIDE)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            fields = text.split()
+            if len(fields) != len(types):
+                raise DataFormatError(path, f"got {text!r}, expected '{fmt}'", line=lineno)
+            try:
+                rows.append((lineno, [t(v) for t, v in zip(types, fields, strict=True)]))
+            except ValueError:
+                raise DataFormatError(path, f"got {text!r}, expected '{fmt}'", line=lineno) from None
+    return rows
+
+
+def _by_image_id(path: Path, rows: list[tuple[int, list]], known: dict[int, str]) -> dict[int, tuple[int, list]]:
+    out: dict[int, tuple[int, list]] = {}
+    for lineno, fields in rows:
+        image_id = fields[0]
+        if image_id not in known:
+            raise DataFormatError(path, f"image id {image_id} is not in images.txt", line=lineno)
+        if image_id in out:
+            raise DataFormatError(path, f"image id {image_id} appears twice (first on line {out[image_id][0]})", line=lineno)
+        out[image_id] = (lineno, fields[1:])
+    return out
+
+
+def read_cub(root: str | Path, check_files: bool = True) -> CUBAnnotations:
+    """Parse a CUB_200_2011 folder (or its parent) and check it.
+
+    Raises:
+        DataNotFoundError: no CUB folder, a missing annotation file, or missing image files
+            (``check_files``).
+        DataFormatError: a malformed line (file:line, content, expected format), an image id
+            missing from a per-image file (e.g. no box), a label outside 1..K, class ids that are
+            not 1..K in order, a box with negative width or height.
+    """
+    root = find_cub_root(root)
+    cls_file = root / "classes.txt"
+    classes = _read_table(cls_file, (int, str), "<class_id> <NNN.Name>")
+    class_ids = [f[0] for _, f in classes]
+    if class_ids != list(range(1, len(class_ids) + 1)):
+        raise DataFormatError(cls_file, f"class ids must be 1..K in order, got {class_ids[:5]}...")
+    if not class_ids:
+        raise DataFormatError(cls_file, "no classes")
+    folder_names = [f[1] for _, f in classes]
+    class_names = [n.split(".", 1)[1] if "." in n and n.split(".", 1)[0].isdigit() else n for n in folder_names]
+    k = len(class_ids)
+
+    img_file = root / "images.txt"
+    paths: dict[int, str] = {}
+    path_line: dict[int, int] = {}
+    for lineno, (image_id, rel) in _read_table(img_file, (int, str), "<image_id> <NNN.Name>/<file>.jpg"):
+        if image_id in paths:
+            raise DataFormatError(img_file, f"image id {image_id} appears twice", line=lineno)
+        paths[image_id] = rel
+        path_line[image_id] = lineno
+
+    lab_file = root / "image_class_labels.txt"
+    labels = _by_image_id(lab_file, _read_table(lab_file, (int, int), "<image_id> <class_id>"), paths)
+    split_file = root / "train_test_split.txt"
+    splits = _by_image_id(split_file, _read_table(split_file, (int, int), "<image_id> <is_train 0|1>"), paths)
+    box_file = root / "bounding_boxes.txt"
+    boxes = _by_image_id(
+        box_file, _read_table(box_file, (int, float, float, float, float), "<image_id> <x> <y> <width> <height>"), paths
+    )
+
+    images: list[CUBImage] = []
+    missing: list[str] = []
+    for image_id, rel in paths.items():
+        for name, table in ((lab_file, labels), (split_file, splits), (box_file, boxes)):
+            if image_id not in table:
+                raise DataFormatError(
+                    name, f"image id {image_id} ({rel}, images.txt:{path_line[image_id]}) has no line here"
+                )
+        lab_line, (class_id,) = labels[image_id]
+        if not 1 <= class_id <= k:
+            raise DataFormatError(lab_file, f"label {class_id} of image id {image_id} outside 1..{k} (classes.txt)", line=lab_line)
+        sp_line, (is_train,) = splits[image_id]
+        if is_train not in (0, 1):
+            raise DataFormatError(split_file, f"is_train must be 0 or 1, got {is_train}", line=sp_line)
+        box_line, (x, y, w, h) = boxes[image_id]
+        if w < 0 or h < 0:
+            raise DataFormatError(box_file, f"negative width/height {w} {h} (expected <x> <y> <width> <height>)", line=box_line)
+        if check_files and not (root / "images" / rel).is_file():
+            missing.append(str(root / "images" / rel))
+        images.append(CUBImage(image_id, rel, class_id - 1, bool(is_train), (x, y, x + w, y + h)))
+    if missing:
+        raise DataNotFoundError(
+            f"{len(missing)} CUB-200-2011 image file(s) listed in images.txt",
+            missing[:3] + (["..."] if len(missing) > 3 else []),
+            CUB_LAYOUT,
+            "the extracted archive is incomplete; " + CUB_GET_IT,
+            CUB_OVERRIDE,
+        )
+    return CUBAnnotations(root, class_names, class_ids, images)
+
+
+def split_official(ann: CUBAnnotations) -> tuple[list[CUBImage], list[CUBImage]]:
+    """(train, test) by train_test_split.txt, each in images.txt order."""
+    return [im for im in ann.images if im.is_train], [im for im in ann.images if not im.is_train]
+
+
+def cap_odd_classes(
+    images: Sequence[CUBImage], ann: CUBAnnotations, keep: int
+) -> list[CUBImage]:
+    """Keep the first ``keep`` images (in the given order) of each class with an odd 1-based
+    class id, all images of the others (the authors' imbalance, Qin et al. section 3)."""
+    taken: dict[int, int] = {}
+    out = []
+    for im in images:
+        if ann.class_ids[im.label] % 2 == 1:
+            if taken.get(im.label, 0) >= keep:
+                continue
+            taken[im.label] = taken.get(im.label, 0) + 1
+        out.append(im)
+    return out
+
+
+def split_imbalanced_authors(
+    ann: CUBAnnotations, train_keep: int = 10, test_keep: int = 5
+) -> tuple[list[CUBImage], list[CUBImage]]:
+    """(train, test) of the authors' imbalanced split: odd class ids keep their first
+    ``train_keep`` training and ``test_keep`` test images (images.txt order), the rest keep all."""
+    train, test = split_official(ann)
+    return cap_odd_classes(train, ann, train_keep), cap_odd_classes(test, ann, test_keep)
+
+
+def wsol_splits(ann: CUBAnnotations) -> WSOLSplits:
+    """WSOL splits: official train; official test halved per class alternately into val/test."""
+    train, test = split_official(ann)
+    val_half, test_half = alternate_halves([ann.record(im) for im in test])
+    return WSOLSplits([ann.record(im) for im in train], val_half, test_half, list(ann.class_names))
+
+
+class CUBWSOLDataModule(WSOLDataModule):
+    """CUB-200-2011 for WSOL (Qin et al. section 4). Arguments and batches: ``WSOLDataModule``.
+
+    ``root``: the CUB_200_2011 folder or its parent. Defaults: 224 px, resize 256 + crop.
+    With ``metadata_dir`` (wsolevaluation's ``metadata/CUB``), each split's image paths are
+    resolved under the first of ``root``, ``root/images``, ``root/CUB_200_2011/images``,
+    ``root/CUBV2``, ``root/../CUBV2`` that holds the split's first image (wsolevaluation's val
+    split uses its CUBV2 images).
+    """
+
+    dataset_name = "cub"
+
+    def read_splits(self) -> WSOLSplits:
+        return wsol_splits(read_cub(self.root, check_files=self.check_files))
+
+    def metadata_image_roots(self) -> list[Path]:
+        r = Path(self.root).expanduser()
+        # wsolevaluation's CUB val split lists CUBV2 images (same class folders, other files),
+        # which its setup keeps in a sibling folder; each split picks the first root that fits
+        return [r, r / "images", r / CUB_DIRNAME / "images", r / "CUBV2", r.parent / "CUBV2"]
+
+    def metadata_class_names(self, num_classes: int, records: Sequence[ImageRecord]) -> list[str]:
+        try:
+            ann_names = read_cub_class_names(self.root)
+        except (DataNotFoundError, DataFormatError):
+            ann_names = None
+        if ann_names is not None and len(ann_names) == num_classes:
+            return ann_names
+        return super().metadata_class_names(num_classes, records)
+
+
+def read_cub_class_names(root: str | Path) -> list[str] | None:
+    """Class names from classes.txt next to ``root`` (or above an ``images`` root), else None."""
+    r = Path(root).expanduser()
+    for c in (r, r / CUB_DIRNAME, r.parent):
+        if (c / "classes.txt").is_file():
+            rows = _read_table(c / "classes.txt", (int, str), "<class_id> <NNN.Name>")
+            return [n.split(".", 1)[1] if "." in n else n for _, (_, n) in rows]
+    return None
+
+
+class CUBClassificationDataModule(ClassificationDataModule):
+    """CUB-200-2011 classification for the PC-softmax experiment (Qin et al. section 3).
+
+    Batches (all splits): ``(images (B, 3, S, S) float32 ImageNet-normalised, labels (B,) int64)``.
+    Training: resize R x R, random S crop, flip; evaluation: resize R x R, centre crop S
+    (R = round(S * 256 / 224) = 342 at S = 299).
+
+    Splits: ``test`` is the reported split (official test, capped like the training set under
+    ``"imbalanced_authors"``). ``val`` is held out of the official *training* images: per class,
+    ``round(val_fraction * n)`` images (at least 1 when ``val_fraction > 0`` and the class has 2+
+    images), drawn with ``data_seed`` *before* the imbalance caps, so odd classes still train on
+    10 images; with ``val_fraction=0`` the training set is exactly the authors' and ``val`` is
+    empty (no val loader).
+
+    Args:
+        root: the CUB_200_2011 folder or its parent.
+        split: ``"imbalanced_authors"`` or ``"official"``.
+        image_size: S (299 for Inception-V3).
+        resize_size: R (None: round(S * 256 / 224)).
+        train_keep / test_keep: images kept per odd class under ``"imbalanced_authors"``.
+        val_fraction: fraction of each class's training images held out for validation.
+        batch_size, eval_batch_size, num_workers, pin_memory: loaders (as ``WSOLDataModule``).
+        data_seed: seed of the validation hold-out.
+        check_files: check that every image exists when reading the annotations.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        split: str = "imbalanced_authors",
+        image_size: int = 299,
+        resize_size: int | None = None,
+        train_keep: int = 10,
+        test_keep: int = 5,
+        val_fraction: float = 0.1,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        data_seed: int = 0,
+        check_files: bool = True,
+    ) -> None:
+        super().__init__()
+        if split not in CUB_SPLITS:
+            raise ValueError(f"split must be one of {CUB_SPLITS}, got {split!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.root = str(root)
+        self.split = split
+        self.image_size = int(image_size)
+        self.resize_size = int(resize_size) if resize_size else int(round(self.image_size * 256 / 224))
+        self.train_keep = int(train_keep)
+        self.test_keep = int(test_keep)
+        self.val_fraction = float(val_fraction)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size else self.batch_size
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.data_seed = int(data_seed)
+        self.check_files = bool(check_files)
+        self.input_shape = (3, self.image_size, self.image_size)
+        self._records: dict[str, list[ImageRecord]] | None = None
+
+    def _hold_out(self, train: list[CUBImage]) -> tuple[list[CUBImage], list[CUBImage]]:
+        if self.val_fraction <= 0:
+            return train, []
+        rng = np.random.default_rng(self.data_seed)
+        per_class: dict[int, list[int]] = {}
+        for i, im in enumerate(train):
+            per_class.setdefault(im.label, []).append(i)
+        val_idx: set[int] = set()
+        for label in sorted(per_class):
+            idx = per_class[label]
+            n_val = max(1, int(round(self.val_fraction * len(idx)))) if len(idx) >= 2 else 0
+            val_idx.update(int(i) for i in rng.choice(idx, size=n_val, replace=False))
+        keep = [im for i, im in enumerate(train) if i not in val_idx]
+        val = [im for i, im in enumerate(train) if i in val_idx]
+        return keep, val
+
+    def prepare_facts(self) -> None:
+        if self._records is not None:
+            return
+        ann = read_cub(self.root, check_files=self.check_files)
+        train, test = split_official(ann)
+        train, val = self._hold_out(train)
+        if self.split == "imbalanced_authors":
+            train = cap_odd_classes(train, ann, self.train_keep)
+            test = cap_odd_classes(test, ann, self.test_keep)
+        self.num_classes = ann.num_classes
+        self.class_names = list(ann.class_names)
+        self._records = {name: [ann.record(im) for im in ims] for name, ims in (("train", train), ("val", val), ("test", test))}
+        self.class_counts = torch.bincount(
+            torch.as_tensor([r.label for r in self._records["train"]], dtype=torch.int64), minlength=self.num_classes
+        )
+        log.info(
+            "CUB classification (%s): %d classes, train/val/test = %d/%d/%d images",
+            self.split, self.num_classes, len(train), len(val), len(test),
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_facts()
+
+    def records(self, split: str) -> list[ImageRecord]:
+        """Records of ``split`` ("train", "val", "test") in loader order (train: unshuffled)."""
+        self.prepare_facts()
+        assert self._records is not None
+        return list(self._records[split])
+
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        if train:
+            tf = TrainTransform(self.image_size, crop=True, resize_size=self.resize_size)
+        else:
+            # the image half of the authors' eval transform (resize R, centre crop S); as a
+            # non-EvalTransform callable the dataset yields (image, label) without boxes
+            tf = EvalTransform("authors", self.image_size, crop=True, resize_size=self.resize_size).image
+        return DataLoader(
+            WSOLImageDataset(self.records(split), tf),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader | list:
+        # Lightning skips validation for an empty list (val_fraction=0)
+        return self._loader("val") if self.records("val") else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

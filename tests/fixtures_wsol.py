@@ -1,0 +1,132 @@
+"""Generators of tiny datasets in the exact release layouts, for the WSOL data tests.
+
+- ``make_cub``: a ``CUB_200_2011/`` folder (classes.txt, images.txt, image_class_labels.txt,
+  train_test_split.txt, bounding_boxes.txt, images/<NNN.Name>/<file>.jpg).
+- ``make_tiny_imagenet``: a ``tiny-imagenet-200/`` folder (wnids.txt, words.txt, train/<wnid>/...,
+  val/images + val_annotations.txt, test/images).
+- ``make_wsol_metadata``: wsolevaluation-style metadata for a generated CUB folder.
+
+Images are real JPEGs (PIL): a filled shape in a class colour on a noisy background, inside a
+known box, so tests can check boxes against pixels. Everything is deterministic (seeded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASS_COLOURS = [(230, 30, 30), (30, 200, 40), (40, 60, 230), (220, 200, 20), (200, 40, 200)]
+
+
+@dataclass(frozen=True)
+class FixtureImage:
+    """Ground truth of one generated image: ``rel`` is the path below the image root,
+    ``label`` 0-based, ``box`` (x0, y0, x1, y1) in pixels, ``size`` (w, h)."""
+
+    rel: str
+    label: int
+    box: tuple[float, float, float, float]
+    size: tuple[int, int]
+    is_train: bool = True
+    cub_id: int = 0
+
+
+def draw_image(path: Path, size: tuple[int, int], box: tuple[int, int, int, int], colour: tuple[int, int, int],
+               seed: int, ellipse: bool = False) -> None:
+    """Write a JPEG of ``size = (w, h)``: grey noise with a filled shape spanning
+    ``box = (x0, y0, x1, y1)`` (PIL's inclusive corners)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    noise = rng.integers(60, 120, size=(h, w, 3), dtype=np.uint8)
+    image = Image.fromarray(noise, "RGB")
+    draw = ImageDraw.Draw(image)
+    (draw.ellipse if ellipse else draw.rectangle)(box, fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="JPEG", quality=95)
+
+
+def make_cub(root: Path, num_classes: int = 3, per_class: int = 5, train_per_class: int = 2) -> list[FixtureImage]:
+    """Write ``root/CUB_200_2011`` with ``num_classes`` classes of ``per_class`` images each; in
+    each class the first ``train_per_class`` images (images.txt order) are training images.
+
+    Image ids run class by class (1, 2, ...), sizes vary (wider and taller than square), boxes are
+    integer-valued so wsolevaluation's integer metadata matches exactly. Returns the truth, in
+    images.txt order.
+    """
+    cub = root / "CUB_200_2011"
+    (cub / "images").mkdir(parents=True, exist_ok=True)
+    names = [f"{k + 1:03d}.Bird_{chr(ord('A') + k)}" for k in range(num_classes)]
+    sizes = [(80, 60), (60, 90), (100, 100), (72, 48), (64, 64), (90, 70)]
+    truth: list[FixtureImage] = []
+    image_id = 0
+    for k, name in enumerate(names):
+        for j in range(per_class):
+            image_id += 1
+            w, h = sizes[(image_id - 1) % len(sizes)]
+            x, y = 5 + (3 * j) % 15, 4 + (5 * k) % 12
+            bw, bh = w // 2 + j, h // 2 - k
+            rel = f"{name}/{name.split('.', 1)[1]}_{j + 1:04d}_{1000 + image_id}.jpg"
+            draw_image(cub / "images" / rel, (w, h), (x, y, x + bw, y + bh), CLASS_COLOURS[k % 5], seed=image_id, ellipse=j % 2 == 1)
+            truth.append(FixtureImage(rel, k, (float(x), float(y), float(x + bw), float(y + bh)), (w, h), j < train_per_class, image_id))
+    (cub / "classes.txt").write_text("".join(f"{k + 1} {n}\n" for k, n in enumerate(names)))
+    (cub / "images.txt").write_text("".join(f"{t.cub_id} {t.rel}\n" for t in truth))
+    (cub / "image_class_labels.txt").write_text("".join(f"{t.cub_id} {t.label + 1}\n" for t in truth))
+    (cub / "train_test_split.txt").write_text("".join(f"{t.cub_id} {int(t.is_train)}\n" for t in truth))
+    (cub / "bounding_boxes.txt").write_text(
+        "".join(f"{t.cub_id} {t.box[0]:.1f} {t.box[1]:.1f} {t.box[2] - t.box[0]:.1f} {t.box[3] - t.box[1]:.1f}\n" for t in truth)
+    )
+    return truth
+
+
+def make_wsol_metadata(out: Path, splits: dict[str, list[FixtureImage]]) -> Path:
+    """Write wsolevaluation metadata (``out/{split}/image_ids.txt, class_labels.txt,
+    image_sizes.txt, localization.txt``, comma-separated, labels 0-based, integer boxes)."""
+    for split, images in splits.items():
+        d = out / split
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "image_ids.txt").write_text("".join(f"{t.rel}\n" for t in images))
+        (d / "class_labels.txt").write_text("".join(f"{t.rel},{t.label}\n" for t in images))
+        (d / "image_sizes.txt").write_text("".join(f"{t.rel},{t.size[0]},{t.size[1]}\n" for t in images))
+        (d / "localization.txt").write_text(
+            "".join(f"{t.rel},{int(t.box[0])},{int(t.box[1])},{int(t.box[2])},{int(t.box[3])}\n" for t in images)
+        )
+    return out
+
+
+def make_tiny_imagenet(root: Path, num_classes: int = 3, train_per_class: int = 4, val_per_class: int = 4) -> dict[str, list[FixtureImage]]:
+    """Write ``root/tiny-imagenet-200`` (64 x 64 JPEGs). Val images are interleaved across classes
+    (val_0 class 0, val_1 class 1, ...), like the release's shuffled val set. Boxes are corner
+    coordinates with x1 - x0 != x1 (so an x y w h misreading shows). Returns
+    ``{"wnids": ..., "train": [...], "val": [...]}`` truths (image ids relative to the folder)."""
+    tiny = root / "tiny-imagenet-200"
+    tiny.mkdir(parents=True, exist_ok=True)
+    wnids = [f"n{1000000 + 17 * k:08d}" for k in range(num_classes)]
+    (tiny / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    words = ["n00001740\tentity"] + [f"{w}\tthing {k}, object {k}" for k, w in enumerate(wnids)] + ["n99999999\tunused"]
+    (tiny / "words.txt").write_text("\n".join(words) + "\n")
+    train: list[FixtureImage] = []
+    for k, w in enumerate(wnids):
+        lines = []
+        for j in range(train_per_class):
+            x0, y0 = 8 + 2 * j, 10 + 3 * k
+            x1, y1 = 40 + j, 50 - k
+            name = f"{w}_{j}.JPEG"
+            draw_image(tiny / "train" / w / "images" / name, (64, 64), (x0, y0, x1, y1), CLASS_COLOURS[k % 5], seed=100 * k + j)
+            lines.append(f"{name}\t{x0}\t{y0}\t{x1}\t{y1}\n")
+            train.append(FixtureImage(f"train/{w}/images/{name}", k, (x0, y0, x1, y1), (64, 64)))
+        (tiny / "train" / w / f"{w}_boxes.txt").write_text("".join(lines))
+    val: list[FixtureImage] = []
+    lines = []
+    for i in range(num_classes * val_per_class):
+        k = i % num_classes
+        x0, y0, x1, y1 = 20 + i % 5, 12, 52, 60 - i % 7
+        name = f"val_{i}.JPEG"
+        draw_image(tiny / "val" / "images" / name, (64, 64), (x0, y0, x1, y1), CLASS_COLOURS[k % 5], seed=5000 + i)
+        lines.append(f"{name}\t{wnids[k]}\t{x0}\t{y0}\t{x1}\t{y1}\n")
+        val.append(FixtureImage(f"val/images/{name}", k, (x0, y0, x1, y1), (64, 64), is_train=False))
+    (tiny / "val" / "val_annotations.txt").write_text("".join(lines))
+    (tiny / "test" / "images").mkdir(parents=True, exist_ok=True)
+    return {"wnids": wnids, "train": train, "val": val}  # type: ignore[dict-item]

@@ -1,0 +1,1 @@
+"""Tests of infocam_exp.models."""
