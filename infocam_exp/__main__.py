@@ -13,12 +13,13 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from infocam_exp.run import format_summary, run  # deferred: `--help` stays fast
+    from infocam_exp.run import format_summary, is_rank_zero, run  # deferred: `--help` stays fast
 
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     metrics = run(cfg, output_dir, choices=dict(hc.runtime.choices), overrides=list(hc.overrides.task))
-    print(format_summary(metrics, output_dir))
+    if is_rank_zero():
+        print(format_summary(metrics, output_dir))
     value = metrics.get(cfg.get("objective", "test/acc"))
     return float(value) if isinstance(value, int | float) else None
 

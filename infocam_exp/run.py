@@ -17,6 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_only
 
 from infocam_exp.build import build_datamodule, build_system, build_trainer
 from infocam_exp.results import (
@@ -69,6 +70,11 @@ def collect_metrics(trainer: pl.Trainer, reference: dict[str, float]) -> dict[st
     return metrics
 
 
+def is_rank_zero() -> bool:
+    """True in the process that owns the record (the only one without DDP)."""
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def run(
     cfg: DictConfig,
     output_dir: str | Path,
@@ -97,7 +103,10 @@ def run(
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.paths.run_dir = str(output_dir)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    # Under DDP every process runs this function; only global rank 0 writes the record.
+    write = write_json_atomic if is_rank_zero() else (lambda *_: None)
+    if is_rank_zero():
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     seed = cfg.seed
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an int (0 is valid), got {seed!r}")
@@ -114,7 +123,7 @@ def run(
         "device": device_description(),
         "metrics": {},
     }
-    write_json_atomic(record_path, record)
+    write(record_path, record)
     start = time.perf_counter()
     try:
         pl.seed_everything(seed, workers=True, verbose=False)
@@ -136,10 +145,10 @@ def run(
             traceback=traceback.format_exc(),
             wall_time_s=time.perf_counter() - start,
         )
-        write_json_atomic(record_path, record)
+        write(record_path, record)
         raise
     record.update(status="complete", metrics=metrics, wall_time_s=time.perf_counter() - start)
-    write_json_atomic(record_path, record)
+    write(record_path, record)
     return metrics
 
 
