@@ -26,7 +26,9 @@ def options(group: str) -> list[str]:
 def _instantiate_components(cfg) -> None:
     dm = instantiate(cfg.data, _convert_="all")
     assert isinstance(dm, ClassificationDataModule)
-    model = instantiate(cfg.model, num_classes=5, input_shape=CONTRACT_SHAPE, _convert_="all")
+    # ImageNet weights are not on this machine (test_missing_weights_message covers pretrained=true)
+    offline = {"pretrained": False} if "pretrained" in cfg.model else {}
+    model = instantiate(cfg.model, num_classes=5, input_shape=CONTRACT_SHAPE, _convert_="all", **offline)
     assert isinstance(model, torch.nn.Module)
     loss = instantiate(cfg.loss, class_prior=torch.full((5,), 0.2))
     assert loss.mi_estimator in ("softmax", "pc")
@@ -92,3 +94,12 @@ def test_experiment_is_not_in_primary_defaults():
     primary = OmegaConf.load(CONFIGS / "train.yaml")
     names = [next(iter(d)) if isinstance(d, dict) else d for d in primary.defaults]
     assert "experiment" not in names and "table" not in names
+
+
+@pytest.mark.parametrize("name", [o for o in options("model") if "pretrained" in OmegaConf.load(CONFIGS / "model" / f"{o}.yaml")])
+def test_missing_weights_message(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cfg = compose_cfg(f"model={name}", "model.pretrained=true")
+    with pytest.raises(Exception, match="model.weights_path") as info:
+        instantiate(cfg.model, num_classes=5, input_shape=CONTRACT_SHAPE, _convert_="all")
+    assert "nothing is downloaded" in str(info.value)
