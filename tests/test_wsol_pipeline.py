@@ -1,0 +1,66 @@
+"""The WSOL experiments end to end on generated release-layout folders (pretrained=false):
+real loaders, transforms, box rescaling, training step, CAM/infoCAM evaluation, picture and curves."""
+
+import json
+
+import pytest
+
+from infocam_exp.data.base import DataNotFoundError
+from infocam_exp.run import run
+from tests.conftest import compose_cfg
+from tests.fixtures_wsol import make_cub, make_tiny_imagenet
+
+FAST = [
+    "model.pretrained=false", "trainer.max_epochs=1", "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false", "data.num_workers=0", "data.pin_memory=false",
+    "logger=none", "callbacks.checkpoint=null", "callbacks.localization.num_pictures=4",
+]
+METHODS = ("cam", "infocam", "infocam_least_likely")
+
+
+def _check_record(run_dir):
+    rec = json.loads((run_dir / "metrics.json").read_text())
+    assert rec["status"] == "complete"
+    m = rec["metrics"]
+    for method in METHODS:
+        for key in ("top1_loc", "gt_known_loc", "top5_loc", "max_box_acc", "max_box_acc_v2", "max_box_acc_v2_iou50", "top1_loc_val_tau"):
+            value = m[f"test/{key}@{method}"]
+            assert 0.0 <= value <= 1.0, (key, method, value)
+        # Top-1 Loc needs a hit and a correct class: never above either
+        assert m[f"test/top1_loc@{method}"] <= min(m[f"test/gt_known_loc@{method}"], m["test/top1_cls"]) + 1e-9
+        assert m[f"test/max_box_acc@{method}"] >= m[f"test/gt_known_loc@{method}"] - 1e-9
+    assert 0.0 <= m["test/top5_cls"] <= 1.0 and m["test/top5_cls"] >= m["test/top1_cls"]
+    assert (run_dir / "pictures" / "test_overlays.png").stat().st_size > 1000
+    curves = json.loads((run_dir / "curves" / "test_localization.json").read_text())
+    assert len(curves["infocam"]["thresholds"]) == 100
+    assert (run_dir / "curves" / "val_localization.png").exists()
+    return m
+
+
+def test_cub_infocam_end_to_end(tmp_path):
+    make_cub(tmp_path / "CUB_200_2011", num_classes=6, per_class=6, train_per_class=3)
+    cfg = compose_cfg(
+        "+experiment=cub_infocam", f"data.root={tmp_path / 'CUB_200_2011'}", "data.image_size=64",
+        "data.batch_size=6", "data.eval_batch_size=4", "model=vgg16_adl", *FAST,
+    )
+    metrics = run(cfg, tmp_path / "run")
+    _check_record(tmp_path / "run")
+    assert metrics["test/num_samples"] == 6  # per class: 3 test images, alternately val, test, val
+
+
+def test_tiny_imagenet_infocam_end_to_end(tmp_path):
+    make_tiny_imagenet(tmp_path / "tiny-imagenet-200", num_classes=6, train_per_class=4, val_per_class=4)
+    cfg = compose_cfg(
+        "+experiment=tiny_imagenet_infocam", f"data.root={tmp_path / 'tiny-imagenet-200'}",
+        "data.batch_size=8", "data.eval_batch_size=8", "model=resnet50_adl", *FAST,
+    )
+    run(cfg, tmp_path / "run")
+    _check_record(tmp_path / "run")
+
+
+def test_missing_cub_fails_fast_with_instructions(tmp_path):
+    cfg = compose_cfg("+experiment=cub_infocam", f"data.root={tmp_path / 'nowhere'}", *FAST)
+    with pytest.raises(DataNotFoundError, match="data.root=") as info:
+        run(cfg, tmp_path / "run")
+    assert "nowhere" in str(info.value)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
