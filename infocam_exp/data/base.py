@@ -70,7 +70,9 @@ class TensorBatchLoader:
         batch_size: samples per batch (per process).
         shuffle: reshuffle every epoch with ``torch.Generator`` seeded by ``seed + epoch``.
         drop_last: drop the last incomplete batch.
-        seed: base seed of the shuffle.
+        seed: base seed of the shuffle; None: ``torch.initial_seed()`` when the loader is made,
+            i.e. the run's training seed (so training seeds differ in batch order as well as in
+            initialisation, while the data seed fixes only the data).
         rank, world_size: this process's shard under DDP (0, 1 without it).
     """
 
@@ -80,7 +82,7 @@ class TensorBatchLoader:
         batch_size: int,
         shuffle: bool = False,
         drop_last: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
@@ -95,7 +97,7 @@ class TensorBatchLoader:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.seed = int(seed)
+        self.seed = int(torch.initial_seed() if seed is None else seed) % 2**63
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.epoch = 0

@@ -246,7 +246,7 @@ class MNISTImbalancedDataModule(ClassificationDataModule):
         self.prepare_facts()
         rank, world = distributed_shard(self.trainer)
         loader = TensorBatchLoader(
-            self.splits[split], batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world
+            self.splits[split], batch_size, shuffle=shuffle, rank=rank, world_size=world
         )
         if self.trainer is not None:
             loader.to(self.trainer.strategy.root_device)
