@@ -7,6 +7,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from infocam_exp.data.imbalance import shot_groups
 from infocam_exp.metrics.mi import ClassificationMI, headline_mi
 
 
@@ -16,10 +17,16 @@ class ClassificationMetrics(pl.Callback):
     Scalars are logged every validation epoch (so the MI estimate can be watched converging) and
     at test time; vectors (``class_acc``) go only to ``results``. Under DDP the metric state is
     summed across processes before ``compute``.
+
+    Args:
+        shot_groups: also report ``many_shot_acc`` / ``medium_shot_acc`` / ``few_shot_acc``: the
+            mean per-class accuracy over classes with > 100, 20-100, < 20 training images (Liu et
+            al., OLTR 2019), from the DataModule's ``class_counts``. NaN for an empty group.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shot_groups: bool = False) -> None:
         super().__init__()
+        self.shot_groups = shot_groups
         self.metrics: dict[str, ClassificationMI] = {}
         self.results: dict[str, Any] = {}
 
@@ -40,6 +47,12 @@ class ClassificationMetrics(pl.Callback):
             return
         values = metric.compute()
         values.update(headline_mi(values, pl_module.loss.mi_estimator))
+        if self.shot_groups:
+            counts = trainer.datamodule.class_counts
+            for group, classes in shot_groups(counts).items():
+                accs = values["class_acc"][classes] if classes else values["class_acc"].new_tensor([])
+                accs = accs[~accs.isnan()]
+                values[f"{group}_shot_acc"] = accs.mean() if accs.numel() else accs.new_tensor(float("nan"))
         scalars = {f"{split}/{k}": v.float() for k, v in values.items() if v.ndim == 0}
         pl_module.log_dict(scalars, prog_bar=False, sync_dist=False)
         for key, v in values.items():

@@ -53,3 +53,24 @@ def mi_vs_dim(rows: Sequence[Row], path: Path, estimators: Sequence[str] = ("tes
         ax.set_title(f"{prior} prior")
         ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def per_class_accuracy(rows: Sequence[Row], path: Path, group_key: str = "data", series_key: str = "loss") -> None:
+    """Per-class test accuracy (mean over seeds), one panel per ``group_key`` value, one line per
+    ``series_key`` value (e.g. CE vs PC-softmax). Classes sorted by training count when known."""
+    groups = list(dict.fromkeys(r.keys.get(group_key, "") for r in rows))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.2 * len(groups)), squeeze=False)
+    for ax, group in zip(axes[:, 0], groups):
+        for row in (r for r in rows if r.keys.get(group_key, "") == group and r.records):
+            vecs = [r["metrics"].get("test/class_acc") for r in row.records]
+            vecs = np.array([v for v in vecs if isinstance(v, list)], dtype=float)
+            if not vecs.size:
+                continue
+            label = ", ".join(f"{v}" for k, v in row.keys.items() if k != group_key)
+            mean = np.nanmean(vecs, axis=0) * 100
+            ax.plot(np.arange(len(mean)), mean, marker="o", ms=3, label=label or row.keys.get(series_key, ""))
+        ax.set_title(f"{group_key}={group}" if group else "per-class accuracy")
+        ax.set_xlabel("class index")
+        ax.set_ylabel("test accuracy %")
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
