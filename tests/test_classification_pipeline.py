@@ -50,3 +50,20 @@ def test_real_fashion_mnist_pc_softmax_beats_ce_on_mean_class_accuracy(tmp_path)
     assert pc["test/mean_class_acc"] > ce["test/mean_class_acc"], (pc["test/mean_class_acc"], ce["test/mean_class_acc"])
     # CE's MI estimate with + log K over-estimates relative to + H(Y) on imbalanced data
     assert ce["test/mi_estimate"] > ce["test/mi_estimate_prior_corrected"]
+
+
+def test_cifar10_lt_experiment_on_generated_pickles(tmp_path):
+    from tests.fixtures_formats import write_cifar
+
+    # 10 classes x 150 training images (long tail at ratio 10: 150 ... 15), 20 test images per class
+    write_cifar(tmp_path / "data", [k for k in range(10) for _ in range(150)], [k for k in range(10) for _ in range(20)])
+    cfg = compose_cfg(
+        "+experiment=cifar10_lt_pc_softmax", f"data.root={tmp_path / 'data'}", "data.imbalance_ratio=10",
+        "data.val_per_class=5", "data.batch_size=64", "trainer.max_epochs=1", "callbacks.checkpoint=null", *QUIET,
+    )
+    m = run(cfg, tmp_path / "run")
+    assert m["test/num_samples"] == 200
+    for group in ("many", "medium", "few"):
+        assert f"test/{group}_shot_acc" in m
+    # classes with > 100 training images: the first few of the exponential profile 145 .. 15
+    assert math.isfinite(m["test/many_shot_acc"]) and math.isfinite(m["test/few_shot_acc"])
