@@ -594,6 +594,12 @@ class WSOLDataModule(ClassificationDataModule):
             self.protocol, f", metadata {self.metadata_dir}" if self.metadata_dir else "",
         )
 
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised inputs -> images in [0, 1] (for pictures)."""
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device)[:, None, None]
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device)[:, None, None]
+        return (x.float() * std + mean).clamp(0.0, 1.0)
+
     def setup(self, stage: str | None = None) -> None:
         self.prepare_facts()
 

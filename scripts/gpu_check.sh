@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Self-contained GPU check (no network, no Hydra needed; under 5 minutes on one H100/H200):
+# backbone training throughput on synthetic tensors and on a generated CUB folder with real JPEG
+# loading, CAM/infoCAM evaluation, and the box evaluator at 1,000 thresholds; prints images/s.
+# Then the box-evaluator speed-up against a per-image OpenCV loop (scripts/bench_box_eval.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+timeout 240 "$PY" scripts/gpu_check.py --steps "${STEPS:-200}" --batch "${BATCH:-64}"
+if [ -f scripts/bench_box_eval.py ]; then
+  timeout 120 "$PY" scripts/bench_box_eval.py --device cuda || echo "bench_box_eval failed"
+fi
