@@ -29,16 +29,22 @@ a filled ``w x h`` rectangle and 0 for lines and single pixels, as ``cv2.contour
 window's contribution appears when the cut drops below its third-largest (half) and its smallest
 (other half) corner value, which makes the area another running sum in the sweep.
 
+Hole borders: ``RETR_TREE`` also returns the borders of holes (4-connected background regions
+not touching the image border) as contours, so wsolevaluation's MaxBoxAccV2 scores their boxes
+too. We do the same with a second sweep over the background (rising cut, 4-connected), run only on
+maps that have a hole at some level: regions minus the Euler number (Gray's bit-quad counts, again
+a running sum over levels) counts holes without labelling them. A hole border's bounding box is
+the hole's pixel box grown by one pixel on each side.
+
 Known, documented departures from OpenCV (measured in tests/metrics/test_boxes_opencv_agreement.py):
 
 * OpenCV's outer-contour area also covers the region's holes; ours counts only windows whose
-  corners are region pixels, so a region with holes is slightly under-measured. This can change
-  which region is "largest" only when two regions have nearly equal area.
-* ``RETR_TREE`` also returns hole borders as contours, so MaxBoxAccV2 in wsolevaluation also
-  scores the boxes of holes. We score only regions (outer borders). A hole's box lies inside its
-  region's box and rarely matches a ground-truth box better.
+  corners are region pixels, so a region with holes is under-measured. This can change which
+  region is "largest" only on maps with holes and only when two regions have nearly equal area
+  (noisy maps; smooth CAM-like maps agree exactly).
 * Ties in area are broken like ``max(contours, key=cv2.contourArea)`` on OpenCV's contour order
-  (reverse raster order of each region's first pixel): the region starting last in raster order.
+  (reverse raster order of each region's first pixel, as observed with OpenCV 4/5): the region
+  starting last in raster order.
 """
 
 from __future__ import annotations
@@ -334,11 +340,12 @@ class _Sweep:
         self.edges_at = _split_by_value(ends, torch.cat(levels))
 
     def _dedupe(self, nodes: Tensor) -> Tensor:
-        """Distinct entries of ``nodes`` without sorting: one write per id survives a scatter."""
+        """Distinct entries of ``nodes`` without sorting: the last position of each id survives."""
         if nodes.numel() < 2:
             return nodes
         pos = torch.arange(nodes.numel(), device=nodes.device)
-        self._stamp.scatter_(0, nodes, pos)
+        # amax (not a plain scatter) so the survivor does not depend on write order on a GPU.
+        self._stamp.scatter_reduce_(0, nodes, pos, reduce="amax", include_self=False)
         return _select(nodes, _take(self._stamp, nodes) == pos)
 
     def add_level(self, val: int) -> Tensor | None:

@@ -49,6 +49,10 @@ class LocalizationMetrics(Metric):
 
     ``update`` / ``compute`` are documented on the methods. States are per-threshold hit counts
     summed across processes (``dist_reduce_fx="sum"``).
+
+    Speed: ``update`` runs a 255-step sweep of small tensor ops (see ``metrics/boxes.py``), so on
+    CPU it is latency-bound; with ``torch.set_num_threads(1)`` it ran 3-9x faster than with 2
+    threads on a loaded 2-core machine (the CLI and benchmark default to 1 thread).
     """
 
     full_state_update = False
@@ -72,8 +76,9 @@ class LocalizationMetrics(Metric):
             taus = torch.as_tensor(thresholds, dtype=torch.float64).flatten()
         if taus.numel() == 0 or (taus < 0).any() or (taus >= 1).any():
             raise ValueError("thresholds must be a non-empty set of values in [0, 1)")
-        self.thresholds: Tensor
-        self.register_buffer("thresholds", taus, persistent=False)
+        # A plain CPU float64 attribute, not a buffer: a module-wide dtype cast (e.g. Lightning's
+        # "bf16-true" precision) must not round the thresholds.
+        self.thresholds: Tensor = taus
         self.fixed_threshold = float(fixed_threshold)
         self._fixed_index = self.threshold_index(self.fixed_threshold)
         self.iou_threshold = float(iou_threshold)
@@ -97,7 +102,7 @@ class LocalizationMetrics(Metric):
 
     def threshold_index(self, threshold: float) -> int:
         """Index of ``threshold`` in :attr:`thresholds` (tolerance 1e-9); ValueError if absent."""
-        diff = (self.thresholds.cpu() - float(threshold)).abs()
+        diff = (self.thresholds - float(threshold)).abs()
         idx = int(diff.argmin())
         if diff[idx] > 1e-9:
             raise ValueError(
@@ -130,6 +135,7 @@ class LocalizationMetrics(Metric):
             raise ValueError(f"maps must have shape (B, H, W), got {tuple(maps.shape)}")
         if (top1_correct is None) != (top5_correct is None):
             raise ValueError("pass both top1_correct and top5_correct, or neither")
+        maps = maps.detach()
         batch, height, width = maps.shape
         if gt_valid is None:
             gt_valid = (gt_boxes >= 0).all(dim=-1)
@@ -144,8 +150,10 @@ class LocalizationMetrics(Metric):
             iou_any.append(anyr)
         if not iou_main:
             return
-        hit = torch.cat(iou_main) >= self.iou_threshold  # (B, T)
-        any_iou = torch.cat(iou_any)
+        # States live where the metric was moved; the sweep runs where the maps are.
+        dev = self.gt_known_hits.device
+        hit = (torch.cat(iou_main) >= self.iou_threshold).to(dev)  # (B, T)
+        any_iou = torch.cat(iou_any).to(dev)
         self.gt_known_hits += hit.sum(dim=0)
         for i, iou in enumerate(self.iou_thresholds):
             self.v2_hits[i] += (any_iou >= iou).sum(dim=0)
@@ -158,15 +166,20 @@ class LocalizationMetrics(Metric):
             self.total_with_class += batch
 
     def _curves(self) -> dict[str, Tensor]:
+        # Counts go to float64 before scaling: int64 * 100.0 would round through float32.
         total = self.total.clamp(min=1).to(torch.float64)
-        with_class = self.total_with_class.to(torch.float64)
-        nan = torch.full_like(self.top1_hits, float("nan"), dtype=torch.float64)
+        with_class = self.total_with_class.clamp(min=1).to(torch.float64)
         has_cls = bool(self.total_with_class == self.total) and bool(self.total > 0)
+
+        def pct(hits: Tensor, count: Tensor) -> Tensor:
+            return hits.to(torch.float64) * 100.0 / count
+
+        nan = torch.full_like(self.top1_hits, float("nan"), dtype=torch.float64)
         return {
-            "gt_known_loc": 100.0 * self.gt_known_hits / total,
-            "top1_loc": 100.0 * self.top1_hits / with_class if has_cls else nan,
-            "top5_loc": 100.0 * self.top5_hits / with_class if has_cls else nan,
-            "v2": 100.0 * self.v2_hits / total,
+            "gt_known_loc": pct(self.gt_known_hits, total),
+            "top1_loc": pct(self.top1_hits, with_class) if has_cls else nan,
+            "top5_loc": pct(self.top5_hits, with_class) if has_cls else nan,
+            "v2": pct(self.v2_hits, total),
         }
 
     def compute(self) -> dict[str, Tensor]:

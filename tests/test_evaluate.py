@@ -1,0 +1,174 @@
+"""The heatmap-file evaluator: metadata parsing, validation, box rescaling, JSON output."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from infocam_exp.evaluate import (
+    MetadataError,
+    evaluate,
+    load_metadata,
+    main,
+    rescale_boxes,
+)
+from infocam_exp.metrics.boxes import default_thresholds, opencv_threshold_ious
+
+
+def _write_split(root: Path, ids, sizes, boxes, labels=True) -> Path:
+    meta = root / "meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "image_sizes.txt").write_text("".join(f"{i},{w},{h}\n" for i, (w, h) in sizes.items()))
+    lines = [f"{i},{x0},{y0},{x1},{y1}\n" for i, bs in boxes.items() for x0, y0, x1, y1 in bs]
+    (meta / "localization.txt").write_text("".join(lines))
+    if labels:
+        (meta / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    return meta
+
+
+def _blob(size: int, cx: float, cy: float, sigma: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)).astype(np.float32)
+
+
+@pytest.fixture
+def split(tmp_path):
+    """Three images of different original sizes, 56 x 56 heatmaps in nested folders."""
+    ids = ["001.A/img_1.jpg", "001.A/img_2.jpg", "002.B/img_3.jpg"]
+    sizes = {ids[0]: (112, 112), ids[1]: (224, 112), ids[2]: (56, 56)}
+    boxes = {
+        ids[0]: [(40, 40, 80, 80)],
+        ids[1]: [(0, 0, 20, 20), (100, 20, 160, 60)],
+        ids[2]: [(5, 5, 15, 15)],
+    }
+    meta = _write_split(tmp_path, ids, sizes, boxes)
+    heat = tmp_path / "heat"
+    maps = [_blob(56, 30, 30, 6), _blob(56, 32, 20, 5), _blob(56, 45, 45, 3)]
+    for image_id, m in zip(ids, maps, strict=True):
+        path = heat / f"{image_id}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, m)
+    return meta, heat, ids, sizes, boxes, maps
+
+
+def test_rescale_boxes_truncates_like_wsolevaluation():
+    out = rescale_boxes([(10, 21, 99, 50)], image_size=(100, 60), map_size=(224, 224))
+    # int(10 * 224 / 100) = 22, int(21 * 224 / 60) = 78, int(99 * 2.24) = 221, int(50 * 224 / 60)
+    assert out.tolist() == [[22, 78, 221, 186]]
+
+
+def test_evaluate_matches_the_opencv_reference(split, tmp_path):
+    meta, heat, ids, sizes, boxes, maps = split
+    report = evaluate(meta, heat, thresholds=100, batch_size=2, progress=False)
+    assert report["num_images"] == 3
+    gts = [rescale_boxes(boxes[i], sizes[i], (56, 56)) for i in ids]
+    gt = torch.full((3, 2, 4), -1, dtype=torch.int64)
+    for k, g in enumerate(gts):
+        gt[k, : len(g)] = torch.from_numpy(g)
+    largest, anyr = opencv_threshold_ious(
+        torch.from_numpy(np.stack(maps)), gt, default_thresholds(100)
+    )
+    want = float((largest >= 0.5).double().mean(0).max() * 100)
+    assert report["metrics"]["max_box_acc"] == pytest.approx(want)
+    v2 = [float((anyr >= t).double().mean(0).max() * 100) for t in (0.3, 0.5, 0.7)]
+    assert report["metrics"]["max_box_acc_v2"] == pytest.approx(sum(v2) / 3)
+    assert report["metrics"]["max_box_acc_v2_iou70"] == pytest.approx(v2[2])
+    assert report["metrics"]["gt_known_loc"] == pytest.approx(
+        float((largest[:, 20] >= 0.5).double().mean() * 100)
+    )
+    assert len(report["curves"]["thresholds"]) == 100
+    assert len(report["curves"]["max_box_acc_v2_iou50"]) == 100
+
+
+def test_cli_prints_table_and_writes_json_atomically(split, tmp_path, capsys):
+    meta, heat, *_ = split
+    out = tmp_path / "res" / "metrics.json"
+    code = main(["--metadata", str(meta), "--heatmaps", str(heat), "--thresholds", "50"])
+    assert code == 0
+    code = main(
+        ["--metadata", str(meta), "--heatmaps", str(heat), "--thresholds", "50", "--json", str(out)]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "MaxBoxAccV2" in table and "GT-known Loc" in table
+    data = json.loads(out.read_text())
+    assert data["num_images"] == 3 and "max_box_acc" in data["metrics"]
+    assert [p.name for p in out.parent.iterdir()] == ["metrics.json"]  # no temp file left
+
+
+def _error(meta, heat, **kw) -> str:
+    with pytest.raises(MetadataError) as info:
+        evaluate(meta, heat, thresholds=10, progress=False, **kw)
+    return str(info.value)
+
+
+def test_missing_heatmap_names_id_and_path(split):
+    meta, heat, ids, *_ = split
+    (heat / f"{ids[1]}.npy").unlink()
+    msg = _error(meta, heat)
+    assert ids[1] in msg and str(heat / f"{ids[1]}.npy") in msg
+
+
+def test_wrong_shape_is_reported(split):
+    meta, heat, ids, *_ = split
+    np.save(heat / f"{ids[0]}.npy", np.zeros((2, 56, 56), dtype=np.float32))
+    msg = _error(meta, heat)
+    assert "2-D" in msg and ids[0] in msg
+
+
+def test_nan_is_an_error_unless_allowed(split):
+    meta, heat, ids, *_ = split
+    m = _blob(56, 30, 30, 6)
+    m[3, 3] = np.nan
+    np.save(heat / f"{ids[2]}.npy", m)
+    msg = _error(meta, heat)
+    assert "NaN" in msg and ids[2] in msg
+    report = evaluate(meta, heat, thresholds=10, allow_nan=True, progress=False)
+    assert report["num_images"] == 3
+
+
+def test_unparsable_metadata_line_names_file_and_line(split):
+    meta, heat, *_ = split
+    with (meta / "localization.txt").open("a") as f:
+        f.write("001.A/img_1.jpg,1,2,three,4\n")
+    msg = _error(meta, heat)
+    assert "localization.txt:5:" in msg and "three" in msg and "<x0>" in msg
+
+
+def test_bad_size_line(split):
+    meta, heat, ids, *_ = split
+    (meta / "image_sizes.txt").write_text(f"{ids[0]},112\n")
+    msg = _error(meta, heat)
+    assert "image_sizes.txt:1:" in msg and "<width>" in msg
+
+
+def test_id_missing_from_a_metadata_file(split):
+    meta, heat, ids, *_ = split
+    lines = (meta / "localization.txt").read_text().splitlines(keepends=True)
+    (meta / "localization.txt").write_text("".join(li for li in lines if ids[2] not in li))
+    msg = _error(meta, heat)
+    assert "localization.txt" in msg and ids[2] in msg
+
+
+def test_missing_metadata_file(split):
+    meta, heat, *_ = split
+    (meta / "image_sizes.txt").unlink()
+    assert "image_sizes.txt" in _error(meta, heat)
+
+
+def test_cli_reports_errors_with_status_2(split, caplog):
+    meta, heat, ids, *_ = split
+    (heat / f"{ids[0]}.npy").unlink()
+    assert main(["--metadata", str(meta), "--heatmaps", str(heat), "--thresholds", "10"]) == 2
+    assert ids[0] in caplog.text
+
+
+def test_load_metadata_groups_multiple_boxes(split):
+    meta, _, ids, *_ = split
+    parsed = load_metadata(meta)
+    assert parsed.image_ids == ids
+    assert len(parsed.boxes[ids[1]]) == 2
+    assert parsed.image_sizes[ids[1]] == (224, 112)
