@@ -40,7 +40,9 @@ class LocalizationEvaluation(pl.Callback):
 
     Args:
         methods: map methods to evaluate (``infocam_exp.cam.METHODS``).
-        window: side of the authors' summing window (None: no window).
+        window: side of the authors' summing window (None: no window), or a list of sides to
+            evaluate several in one run; a method with window k > 1 is reported as
+            ``<method>_w<k>`` (e.g. ``infocam_w3``), without a window as ``<method>``.
         thresholds: number N of thresholds 0, 1/N, ..., (N-1)/N (wsolevaluation: 100 in training).
         fixed_threshold: tau of the fixed-threshold metrics (authors: 0.2).
         iou_thresholds: IoUs averaged by MaxBoxAccV2.
@@ -53,7 +55,7 @@ class LocalizationEvaluation(pl.Callback):
     def __init__(
         self,
         methods: Sequence[str] = ("cam", "infocam"),
-        window: int | None = None,
+        window: int | Sequence[int | None] | None = None,
         thresholds: int = 100,
         fixed_threshold: float = 0.2,
         iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
@@ -62,8 +64,13 @@ class LocalizationEvaluation(pl.Callback):
         topk: int = 5,
     ) -> None:
         super().__init__()
-        self.methods = list(methods)
-        self.window = window
+        windows = list(window) if isinstance(window, Sequence) else [window]
+        #: label -> (map method, window side or None)
+        self.variants = {
+            (m if not w or w == 1 else f"{m}_w{w}"): (m, w if w and w > 1 else None)
+            for w in windows
+            for m in methods
+        }
         self.num_thresholds = int(thresholds)
         self.fixed_threshold = float(fixed_threshold)
         self.iou_thresholds = tuple(iou_thresholds)
@@ -104,7 +111,7 @@ class LocalizationEvaluation(pl.Callback):
                 fixed_threshold=self.fixed_threshold,
                 iou_thresholds=self.iou_thresholds,
             ).to(pl_module.device)
-            for m in self.methods
+            for m in self.variants
         }
         self.cls_counts[split] = torch.zeros(3, dtype=torch.float64, device=pl_module.device)
         if split == "test":
@@ -125,11 +132,11 @@ class LocalizationEvaluation(pl.Callback):
         self.cls_counts[split] += torch.stack([top1.sum(), topk.sum(), torch.tensor(len(target), device=top1.device)]).double()
         weight = pl_module.model.classifier.weight.float()
         maps = {}
-        for method in self.methods:
-            m = class_maps(feats, weight, target, method=method, logits=logits, window=self.window)
+        for label, (method, window) in self.variants.items():
+            m = class_maps(feats, weight, target, method=method, logits=logits, window=window)
             m = upsample_maps(m, size)
-            self.metrics[split][method].update(m, boxes, top1_correct=top1, top5_correct=topk)
-            maps[method] = m
+            self.metrics[split][label].update(m, boxes, top1_correct=top1, top5_correct=topk)
+            maps[label] = m
         if split == "test" and self._picture is None and self.num_pictures > 0:
             n = min(self.num_pictures, len(target))
             self._picture = {
