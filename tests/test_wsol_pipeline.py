@@ -2,6 +2,7 @@
 real loaders, transforms, box rescaling, training step, CAM/infoCAM evaluation, picture and curves."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ FAST = [
     "logger=none", "callbacks.checkpoint=null", "callbacks.localization.num_pictures=4",
 ]
 METHODS = ("cam", "infocam", "infocam_least_likely")
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
 def _check_record(run_dir):
@@ -64,3 +66,17 @@ def test_missing_cub_fails_fast_with_instructions(tmp_path):
         run(cfg, tmp_path / "run")
     assert "nowhere" in str(info.value)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (CI installs it)")
+def test_embedded_wsol_benchmark_end_to_end(tmp_path):
+    cfg = compose_cfg(
+        "+experiment=synthetic_wsol_infocam", "data.num_train=256", "data.num_val=64", "data.num_test=64",
+        "data.batch_size=64", "data.eval_batch_size=64", "trainer.max_epochs=1", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false", "logger=none", "callbacks.localization.window=[null,3]",
+    )
+    m = run(cfg, tmp_path / "run")
+    _check_record(tmp_path / "run")
+    for method in METHODS:
+        assert 0.0 <= m[f"test/top1_loc@{method}_w3"] <= 1.0
+    assert m["test/num_samples"] == 64
