@@ -27,7 +27,7 @@ from infocam_exp.cam.maps import class_maps, upsample_maps  # noqa: E402
 from infocam_exp.data.cub import CUBWSOLDataModule  # noqa: E402
 from infocam_exp.metrics.boxes import default_thresholds, threshold_ious  # noqa: E402
 from infocam_exp.metrics.localization import LocalizationMetrics  # noqa: E402
-from infocam_exp.models.wsol_backbones import ResNet50GAP, VGG16GAP  # noqa: E402
+from infocam_exp.models.wsol_backbones import VGG16GAP, ResNet50GAP  # noqa: E402
 from tests.fixtures_wsol import make_cub  # noqa: E402
 
 BACKBONES = {
@@ -132,10 +132,10 @@ def main() -> None:
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    n_maps = 256 if device.type == "cuda" else 16
     g = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.arange(224.0), torch.arange(224.0), indexing="ij")
     centres = torch.rand(n_maps, 2, generator=g) * 224
-    n_maps = 256 if device.type == "cuda" else 16
     maps = torch.exp(-((xx - centres[:, 0, None, None]) ** 2 + (yy - centres[:, 1, None, None]) ** 2) / 800.0).to(device)
     gt = torch.tensor([[[50.0, 50.0, 150.0, 150.0]]]).expand(n_maps, 1, 4).to(device)
     taus = default_thresholds(1000, device=device)

@@ -203,9 +203,9 @@ class LocalizationEvaluation(pl.Callback):
     # --- files -----------------------------------------------------------------------------
     def _write_curves(self, run_dir: Path, split: str, curves: dict[str, dict[str, list[float]]]) -> None:
         write_text_atomic(run_dir / "curves" / f"{split}_localization.json", json.dumps(curves, indent=1))
-        from infocam_exp.tables.plots import save_figure  # matplotlib only when writing
-
         import matplotlib.pyplot as plt
+
+        from infocam_exp.tables.plots import save_figure  # matplotlib only when writing
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for method, c in curves.items():
@@ -239,7 +239,7 @@ class LocalizationEvaluation(pl.Callback):
         names = getattr(dm, "class_names", None)
         titles = [
             f"y={names[t] if names else t} pred={names[p] if names else p}"
-            for t, p in zip(pic["target"].tolist(), pic["preds"].tolist())
+            for t, p in zip(pic["target"].tolist(), pic["preds"].tolist(), strict=True)
         ]
         gt = [b[(b >= 0).all(dim=1)] for b in pic["boxes"]]
         save_overlay_grid(run_dir / "pictures" / "test_overlays.png", images.clamp(0, 1), pic["maps"], gt_boxes=gt, pred_boxes=pred_boxes, titles=titles)

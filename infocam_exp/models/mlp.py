@@ -24,7 +24,7 @@ class MLP(nn.Module):
         super().__init__()
         widths = [math.prod(input_shape), *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
-        for a, b in zip(widths[:-1], widths[1:]):
+        for a, b in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]
         self.body = nn.Sequential(*layers)
         self.classifier = nn.Linear(widths[-1], num_classes)

@@ -18,7 +18,14 @@ from omegaconf import OmegaConf
 
 from infocam_exp.__main__ import CONFIG_DIR
 from infocam_exp.results import git_sha, write_text_atomic
-from infocam_exp.tables.aggregate import Column, collect_rows, load_records, table_cells, to_csv, to_markdown
+from infocam_exp.tables.aggregate import (
+    Column,
+    collect_rows,
+    load_records,
+    table_cells,
+    to_csv,
+    to_markdown,
+)
 
 log = logging.getLogger("infocam_exp.tables")
 

@@ -62,7 +62,7 @@ def expand_grid(params: Mapping[str, Any]) -> list[dict[str, str]]:
     """All combinations of a Hydra basic-sweeper ``params`` block (comma-separated choices)."""
     keys = list(params)
     values = [[v.strip() for v in str(params[k]).split(",")] for k in keys]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:

@@ -31,7 +31,7 @@ def mi_vs_dim(rows: Sequence[Row], path: Path, estimators: Sequence[str] = ("tes
     """Synthetic MI table: estimate (mean ± std over seeds) vs d, one panel per prior, truth curve."""
     priors = list(dict.fromkeys(r.keys["data.prior"] for r in rows))
     fig, axes = plt.subplots(1, len(priors), figsize=(5.5 * len(priors), 4), squeeze=False)
-    for ax, prior in zip(axes[0], priors):
+    for ax, prior in zip(axes[0], priors, strict=True):
         sel = [r for r in rows if r.keys["data.prior"] == prior and r.records]
         dims = sorted({int(r.keys["data.dim"]) for r in sel})
         truth = {int(r.keys["data.dim"]): _metric(r, "test/mi_true").mean() for r in sel}
@@ -60,7 +60,7 @@ def per_class_accuracy(rows: Sequence[Row], path: Path, group_key: str = "data",
     ``series_key`` value (e.g. CE vs PC-softmax). Classes sorted by training count when known."""
     groups = list(dict.fromkeys(r.keys.get(group_key, "") for r in rows))
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.2 * len(groups)), squeeze=False)
-    for ax, group in zip(axes[:, 0], groups):
+    for ax, group in zip(axes[:, 0], groups, strict=True):
         for row in (r for r in rows if r.keys.get(group_key, "") == group and r.records):
             vecs = [r["metrics"].get("test/class_acc") for r in row.records]
             vecs = np.array([v for v in vecs if isinstance(v, list)], dtype=float)

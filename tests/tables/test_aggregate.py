@@ -4,7 +4,13 @@ import pytest
 
 from infocam_exp.results import write_json_atomic
 from infocam_exp.tables.__main__ import make_table
-from infocam_exp.tables.aggregate import Column, collect_rows, expand_grid, parse_overrides, table_cells
+from infocam_exp.tables.aggregate import (
+    Column,
+    collect_rows,
+    expand_grid,
+    parse_overrides,
+    table_cells,
+)
 
 PARAMS = {"loss": "ce,pc_softmax", "seed": "0,1"}
 
