@@ -12,8 +12,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from pytorch_lightning.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from infocam_exp.data.base import ClassificationDataModule
 from infocam_exp.systems import ClassifierSystem
