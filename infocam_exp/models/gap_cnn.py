@@ -29,8 +29,11 @@ class GAPCNN(nn.Module):
         input_shape: (C, H, W) of one input (only C is used; any H, W >= 2 ** (stages - 1) work).
         width: channels of the first stage; stage s has ``width * 2 ** s`` channels.
         depths: conv blocks per stage; a 2x2 max-pool separates consecutive stages, so the feature
-            map is the input downsampled by ``2 ** (len(depths) - 1)``. Default (1, 1, 2): four
-            conv blocks, 16x16 maps at 64 px.
+            map is the input downsampled by ``2 ** (len(depths) - 1)``. Default (1, 2, 3): six conv
+            blocks, 16x16 maps of 64 channels at 64 px, receptive field 38 px. One block at full
+            resolution keeps it cheap on CPUs (about 40 MMAC per 64 px image); the extra blocks
+            at 32 and 16 px widen the receptive field, which trained faster than (1, 1, 2) or
+            than doubling the width in our 2-core trials.
         dropout: dropout before ``classifier`` (0 disables). It acts on the pooled vector only,
             so CAMs (computed from ``forward_features``) are unaffected.
     """
@@ -39,8 +42,8 @@ class GAPCNN(nn.Module):
         self,
         num_classes: int,
         input_shape: tuple[int, ...],
-        width: int = 32,
-        depths: Sequence[int] = (1, 1, 2),
+        width: int = 16,
+        depths: Sequence[int] = (1, 2, 3),
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
