@@ -58,6 +58,47 @@ class ClassificationDataModule(pl.LightningDataModule):
         return {}
 
 
+class InMemoryDataModule(ClassificationDataModule):
+    """A DataModule whose splits are in-memory tensors, served by ``TensorBatchLoader`` on the
+    trainer's device (sharded under DDP). Subclasses set ``batch_size`` and ``eval_batch_size`` and
+    implement ``split_tensors``; the training order follows the run's seed unless
+    ``shuffle_seed`` is set."""
+
+    batch_size: int
+    eval_batch_size: int
+    shuffle_seed: int | None = None
+    #: drop the last incomplete training batch (BatchNorm cannot train on a batch of one)
+    drop_last_train: bool = False
+
+    def split_tensors(self, split: str) -> Sequence[torch.Tensor]:
+        """The tensors of ``split`` ("train", "val", "test"), first dimension = samples."""
+        raise NotImplementedError
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
+        rank, world = distributed_shard(self.trainer)
+        loader = TensorBatchLoader(
+            self.split_tensors(split),
+            batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and self.drop_last_train,
+            seed=self.shuffle_seed,
+            rank=rank,
+            world_size=world,
+        )
+        if self.trainer is not None:
+            loader.to(self.trainer.strategy.root_device)
+        return loader
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+
 class TensorBatchLoader:
     """Iterates over in-memory tensors in (shuffled) batches, gathering each batch with one index op.
 

@@ -39,12 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from infocam_exp.data.base import (
-    ClassificationDataModule,
     DataFormatError,
     DataNotFoundError,
-    TensorBatchLoader,
+    InMemoryDataModule,
     counts_from_labels,
-    distributed_shard,
 )
 from infocam_exp.data.imbalance import long_tail_counts, split_per_class
 
@@ -289,7 +287,7 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True) -> to
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-class CIFARLongTailDataModule(ClassificationDataModule):
+class CIFARLongTailDataModule(InMemoryDataModule):
     """Long-tailed CIFAR training set, balanced validation and test sets, in memory.
 
     Batches from the loaders: ``[x, y]``, x uint8 (B, 3, 32, 32), y int64 (B,), gathered from
@@ -402,24 +400,9 @@ class CIFARLongTailDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare_facts()
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
+    def split_tensors(self, split: str) -> list[torch.Tensor]:
         self.prepare_facts()
-        rank, world = distributed_shard(self.trainer)
-        loader = TensorBatchLoader(
-            self.splits[split], batch_size, shuffle=shuffle, rank=rank, world_size=world
-        )
-        if self.trainer is not None:
-            loader.to(self.trainer.strategy.root_device)
-        return loader
-
-    def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return list(self.splits[split])
 
     def transform_batch(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 (B, 3, 32, 32) -> normalised float32 (B, 3, 32, 32), augmented if ``train``."""

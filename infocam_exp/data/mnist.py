@@ -28,12 +28,10 @@ import numpy as np
 import torch
 
 from infocam_exp.data.base import (
-    ClassificationDataModule,
     DataFormatError,
     DataNotFoundError,
-    TensorBatchLoader,
+    InMemoryDataModule,
     counts_from_labels,
-    distributed_shard,
 )
 from infocam_exp.data.idx import load_mnist_like
 from infocam_exp.data.imbalance import authors_mnist_caps, first_n_per_class
@@ -118,7 +116,7 @@ def _as_range(value: Sequence[int] | None, default: tuple[int, int], split: str)
     return int(value[0]), int(value[1])
 
 
-class MNISTImbalancedDataModule(ClassificationDataModule):
+class MNISTImbalancedDataModule(InMemoryDataModule):
     """Per-class-capped slices of the MNIST / Fashion-MNIST training split, in memory.
 
     Batches (train/val/test loaders, before ``on_after_batch_transfer``): ``[x, y]`` with x uint8
@@ -242,24 +240,9 @@ class MNISTImbalancedDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare_facts()
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
+    def split_tensors(self, split: str) -> list[torch.Tensor]:
         self.prepare_facts()
-        rank, world = distributed_shard(self.trainer)
-        loader = TensorBatchLoader(
-            self.splits[split], batch_size, shuffle=shuffle, rank=rank, world_size=world
-        )
-        if self.trainer is not None:
-            loader.to(self.trainer.strategy.root_device)
-        return loader
-
-    def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return list(self.splits[split])
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 pixels (B, 1, 28, 28) -> float32 ``(x / 255 - mean) / std``, on x's device."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from infocam_exp.data.base import ClassificationDataModule, TensorBatchLoader, distributed_shard
+from infocam_exp.data.base import InMemoryDataModule
 from infocam_exp.metrics.mi_truth import entropy, gaussian_mixture_mi, pointwise_log_ratio
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def class_counts_for(prior: str | Sequence[int], num_classes: int, samples_per_c
     return counts
 
 
-class SyntheticGaussianDataModule(ClassificationDataModule):
+class SyntheticGaussianDataModule(InMemoryDataModule):
     """In-memory Gaussian classes; batches are gathered from tensors on the model's device.
 
     Args:
@@ -119,24 +119,9 @@ class SyntheticGaussianDataModule(ClassificationDataModule):
             "test": self._sample(self.eval_counts, gen),
         }
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
+    def split_tensors(self, split: str) -> list[torch.Tensor]:
         self.setup()
-        rank, world = distributed_shard(self.trainer)
-        loader = TensorBatchLoader(
-            self.splits[split], batch_size, shuffle=shuffle, rank=rank, world_size=world
-        )
-        if self.trainer is not None:
-            loader.to(self.trainer.strategy.root_device)
-        return loader
-
-    def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return list(self.splits[split])
 
     def reference_metrics(self) -> dict[str, float]:
         """Exact I(X;Y) (quadrature), the test-set Monte Carlo value with its SE, and H(Y)."""

@@ -45,10 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from infocam_exp.data.base import (
-    ClassificationDataModule,
-    TensorBatchLoader,
+    InMemoryDataModule,
     counts_from_labels,
-    distributed_shard,
 )
 from infocam_exp.data.mnist import FASHION_MNIST_CLASSES
 
@@ -505,7 +503,7 @@ def _scale_range(value: Sequence[float]) -> tuple[float, float]:
     return lo, hi
 
 
-class SyntheticWSOLDataModule(ClassificationDataModule):
+class SyntheticWSOLDataModule(InMemoryDataModule):
     """Fashion-MNIST items on textured, cluttered canvases, with exact boxes (see the module doc).
 
     Objects of train and val come from disjoint parts of Fashion-MNIST's training split (a
@@ -545,6 +543,10 @@ class SyntheticWSOLDataModule(ClassificationDataModule):
             light backgrounds too): a harder variant; 0 keeps objects brighter than most
             backgrounds.
     """
+
+    # BatchNorm cannot train on a last batch of one image.
+    drop_last_train = True
+
 
     def __init__(
         self,
@@ -698,34 +700,12 @@ class SyntheticWSOLDataModule(ClassificationDataModule):
 
     # -- loaders ------------------------------------------------------------------------------
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
+    def split_tensors(self, split: str) -> list[torch.Tensor]:
         data = self.generate(split)
         tensors = [data["images"], data["labels"]]
         if split != "train":
             tensors.append(data["boxes"])
-        rank, world = distributed_shard(self.trainer)
-        loader = TensorBatchLoader(
-            tensors,
-            batch_size,
-            shuffle=shuffle,
-            # BatchNorm cannot train on a last batch of one image.
-            drop_last=shuffle,
-            seed=self.shuffle_seed,
-            rank=rank,
-            world_size=world,
-        )
-        if self.trainer is not None:
-            loader.to(self.trainer.strategy.root_device)
-        return loader
-
-    def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return tensors
 
     # -- transforms ---------------------------------------------------------------------------
 
