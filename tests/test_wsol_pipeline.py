@@ -47,6 +47,7 @@ def test_cub_infocam_end_to_end(tmp_path):
     )
     metrics = run(cfg, tmp_path / "run")
     _check_record(tmp_path / "run")
+    assert 0.0 <= metrics["test/top1_loc@infocam_w4"] <= 1.0  # the authors' 4x4 window, beside no window
     assert metrics["test/num_samples"] == 6  # per class: 3 test images, alternately val, test, val
 
 
@@ -56,8 +57,9 @@ def test_tiny_imagenet_infocam_end_to_end(tmp_path):
         "+experiment=tiny_imagenet_infocam", f"data.root={tmp_path / 'tiny-imagenet-200'}",
         "data.batch_size=8", "data.eval_batch_size=8", "model=resnet50_adl", *FAST,
     )
-    run(cfg, tmp_path / "run")
+    m = run(cfg, tmp_path / "run")
     _check_record(tmp_path / "run")
+    assert 0.0 <= m["test/max_box_acc_v2@infocam_w3"] <= 1.0
 
 
 def test_missing_cub_fails_fast_with_instructions(tmp_path):
