@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf.errors import ConfigAttributeError
 
 from infocam_exp.run import run
-from tests.conftest import REPO, compose_cfg
+from tests.conftest import compose_cfg
 
 REQUIRED = [
     "test/mi_true", "test/mi_true_mc", "test/mi_true_mc_se", "test/mi_estimate",
@@ -96,4 +96,3 @@ def test_entry_point_prints_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "test/mi_estimate" in proc.stdout and "test/mi_true" in proc.stdout
     assert list(tmp_path.glob("runs/mi_synthetic/*/metrics.json"))
-    assert REPO.exists()
