@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.14 deprecates (not our code).
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
