@@ -96,3 +96,17 @@ def test_entry_point_prints_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "test/mi_estimate" in proc.stdout and "test/mi_true" in proc.stdout
     assert list(tmp_path.glob("runs/mi_synthetic/*/metrics.json"))
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_mi_overrides, caplog):
+    cfg = compose_cfg(*tiny_mi_overrides, "logger=none", "callbacks=checkpoint")
+    run(cfg, tmp_path)
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    record["status"] = "interrupted"  # as if the process had been killed after its last epoch
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    caplog.set_level("INFO", logger="infocam_exp.run")
+    metrics = run(cfg, tmp_path)
+    assert any("Resuming training from" in r.message for r in caplog.records)
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "complete"
+    assert math.isfinite(metrics["test/mi_estimate"])
