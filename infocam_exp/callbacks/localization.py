@@ -207,20 +207,25 @@ class LocalizationEvaluation(pl.Callback):
 
         from infocam_exp.tables.plots import save_figure  # matplotlib only when writing
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for method, c in curves.items():
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        colours = plt.get_cmap("tab10")
+        styles = {"iou30": ":", "iou50": "-", "iou70": "--"}
+        for i, (method, c) in enumerate(curves.items()):
+            colour = colours(i % 10)  # one colour per map method; line style = metric
             taus = c["thresholds"]
-            axes[0].plot(taus, c["gt_known_loc_curve"], label=f"{method}: GT-known Loc")
-            axes[0].plot(taus, c["top1_loc_curve"], "--", label=f"{method}: Top-1 Loc")
+            axes[0].plot(taus, c["gt_known_loc_curve"], color=colour, label=method)
+            axes[0].plot(taus, c["top1_loc_curve"], "--", color=colour)
             for key in sorted(k for k in c if k.startswith("max_box_acc_v2_iou")):
-                axes[1].plot(taus, c[key], label=f"{method}: {key.removeprefix('max_box_acc_v2_').removesuffix('_curve')}")
+                iou = key.removeprefix("max_box_acc_v2_").removesuffix("_curve")
+                axes[1].plot(taus, c[key], styles.get(iou, "-"), color=colour)
         axes[0].axvline(self.fixed_threshold, color="gray", lw=0.8)
-        axes[0].set_title(f"{split}: IoU >= 0.5, largest region")
-        axes[1].set_title(f"{split}: all regions (MaxBoxAccV2)")
+        axes[0].set_title(f"{split}: GT-known Loc (solid), Top-1 Loc (dashed); IoU >= 0.5")
+        axes[1].set_title(f"{split}: all regions, IoU 30 (dotted) / 50 (solid) / 70 (dashed)")
         for ax in axes:
             ax.set_xlabel("threshold tau")
             ax.set_ylabel("accuracy")
-            ax.legend(fontsize=7)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(5, len(curves)), fontsize=8)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
         save_figure(fig, run_dir / "curves" / f"{split}_localization.png")
 
     def _write_picture(self, run_dir: Path, trainer: pl.Trainer) -> None:
