@@ -67,7 +67,8 @@ def per_class_accuracy(rows: Sequence[Row], path: Path, group_key: str = "data",
             if not vecs.size:
                 continue
             label = ", ".join(f"{v}" for k, v in row.keys.items() if k != group_key)
-            mean = np.nanmean(vecs, axis=0) * 100
+            seen = (~np.isnan(vecs)).sum(axis=0)  # a class absent from the test split stays NaN
+            mean = np.where(seen > 0, np.nansum(vecs, axis=0) / np.maximum(seen, 1), np.nan) * 100
             ax.plot(np.arange(len(mean)), mean, marker="o", ms=3, label=label or row.keys.get(series_key, ""))
         ax.set_title(f"{group_key}={group}" if group else "per-class accuracy")
         ax.set_xlabel("class index")

@@ -55,3 +55,25 @@ def test_make_table_reports_missing_jobs(tmp_path):
     text = (tmp_path / "tables" / "mi_synthetic.md").read_text()
     assert "missing" in text and "48 expected job(s) missing" in text
     assert (tmp_path / "tables" / "mi_synthetic.csv").exists()
+
+
+def test_plots_write_pngs(tmp_path):
+    from infocam_exp.tables.aggregate import Row
+    from infocam_exp.tables.plots import mi_vs_dim, per_class_accuracy
+
+    def rec(**metrics):
+        return {"metrics": metrics}
+
+    rows = [
+        Row({"data": "mnist", "loss": loss}, 2, [rec(**{"test/class_acc": [0.5, 0.9, float("nan")]}) for _ in range(2)])
+        for loss in ("ce", "pc_softmax")
+    ]
+    per_class_accuracy(rows, tmp_path / "pc.png")
+    mi_rows = [
+        Row({"data.prior": "balanced", "data.dim": d, "loss": loss}, 1,
+            [rec(**{"test/mi_true": 1.0, "test/mi_estimate": 0.9, "test/mi_estimate_prior_corrected": 0.95})])
+        for d in ("1", "2") for loss in ("ce", "pc_softmax")
+    ]
+    mi_vs_dim(mi_rows, tmp_path / "mi.png")
+    for name in ("pc.png", "mi.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
