@@ -25,12 +25,9 @@ MaxBoxAcc, MaxBoxAccV2 (+ IoU 30/50/70) and GT-known Loc at a fixed threshold.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from infocam_exp.metrics.localization import LocalizationMetrics, scalar_metrics
+from infocam_exp.results import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -285,21 +283,6 @@ def evaluate(
     }
 
 
-def write_json_atomic(obj: dict, path: str | Path) -> None:
-    """Write ``obj`` as JSON via a temporary file in the same folder and ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def format_table(report: dict) -> str:
     """The CLI's result table."""
     m = report["metrics"]
@@ -378,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sys.stdout.write(format_table(report) + "\n")
     if args.json:
-        write_json_atomic(report, args.json)
+        write_json_atomic(Path(args.json), report)
         log.info("wrote %s", args.json)
     return 0
 
