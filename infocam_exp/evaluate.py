@@ -327,9 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch CPU threads (default 1: the level sweep is latency-bound, and extra threads "
-        "slowed it several-fold on a loaded 2-core machine); 0 keeps torch's default",
+        default=0,
+        help="CPU threads: that many chunks of maps are swept in parallel, each single-threaded "
+        "(default 0: torch's thread count, one per core)",
     )
     parser.add_argument(
         "--allow-nan", action="store_true", help="score NaN heatmaps as all-zero maps"

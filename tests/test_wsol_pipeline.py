@@ -76,6 +76,8 @@ def test_embedded_wsol_benchmark_end_to_end(tmp_path):
         "+experiment=synthetic_wsol_infocam", "data.num_train=256", "data.num_val=64", "data.num_test=64",
         "data.batch_size=64", "data.eval_batch_size=64", "trainer.max_epochs=1", "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false", "logger=none", "callbacks.localization.window=[null,3]",
+        # the experiment evaluates CAM and infoCAM; the table (and this test) add the third method
+        "callbacks.localization.methods=[cam,infocam,infocam_least_likely]",
     )
     m = run(cfg, tmp_path / "run")
     _check_record(tmp_path / "run")

@@ -50,6 +50,7 @@ Known, documented departures from OpenCV (measured in tests/metrics/test_boxes_o
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -348,16 +349,22 @@ class _Sweep:
         self._stamp.scatter_reduce_(0, nodes, pos, reduce="amax", include_self=False)
         return _select(nodes, _take(self._stamp, nodes) == pos)
 
-    def add_level(self, val: int) -> Tensor | None:
-        """Add the pixels equal to ``val`` (and area events at ``val``); return touched roots."""
-        new = self.pixels_at.get(val)
-        events = self.events_at.get(val)
+    def add_level(self, vals: int | list[int]) -> Tensor | None:
+        """Add the pixels whose value is in ``vals`` (and the area events there); touched roots.
+
+        Several values at once give the same state as adding them one by one (unions and area
+        sums commute; every pixel entering here is still a singleton when the call starts), at a
+        fraction of the per-call cost: the sweep batches the levels between two needed cuts.
+        """
+        vals = [vals] if isinstance(vals, int) else vals
+        new = _cat_present(self.pixels_at, vals)
+        events = _cat_present(self.events_at, vals)
         if new is None and events is None:
             return None
         parent = self.parent
         touched = []
         if new is not None:
-            edges = self.edges_at.get(val)
+            edges = _cat_present(self.edges_at, vals)
             if edges is not None:
                 self._union(new, edges)
             self.alive = torch.cat((self.alive, new))
@@ -421,6 +428,39 @@ class _Sweep:
         return boxes.to(torch.int64), is_hole
 
 
+def _cat_present(by_value: dict[int, Tensor], vals: list[int]) -> Tensor | None:
+    """The entries of ``by_value`` at ``vals`` concatenated (None when there are none)."""
+    parts = [by_value[v] for v in vals if v in by_value]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _level_buckets(levels: Tensor | None, descending: bool) -> list[tuple[int, list[int]]]:
+    """Groups of pixel values to add before each needed level is read, in sweep order.
+
+    The foreground sweep reads level ``t`` (mask ``u8 > t``) after adding value ``t + 1``; the
+    background sweep reads level ``t`` (``u8 <= t``) after adding value ``t``. With ``levels``
+    (the distinct cuts in use) the values between two needed levels are added in one step;
+    without, every level is read.
+    """
+    needed = range(NUM_LEVELS - 1) if levels is None else sorted({int(v) for v in levels.tolist()})
+    out: list[tuple[int, list[int]]] = []
+    if descending:
+        prev = NUM_LEVELS - 1  # values > 254 (i.e. 255) enter with the first read level
+        for level in sorted(needed, reverse=True):
+            if level < prev:
+                out.append((level, list(range(prev, level, -1))))
+                prev = level
+    else:
+        prev = -1
+        for level in sorted(needed):
+            if level > prev:
+                out.append((level, list(range(prev + 1, level + 1))))
+                prev = level
+    return out
+
+
 def _split_by_value(items: Tensor, values: Tensor) -> dict[int, Tensor]:
     """``{v: items[values == v]}`` for the uint8 levels present, with one sort."""
     # Order within a level is irrelevant, and a uint8 sort is 2x faster than an int64 one.
@@ -437,7 +477,10 @@ def _split_by_value(items: Tensor, values: Tensor) -> dict[int, Tensor]:
 
 
 def sweep_levels(
-    u8: Tensor, gt_boxes: Tensor | None = None, gt_valid: Tensor | None = None
+    u8: Tensor,
+    gt_boxes: Tensor | None = None,
+    gt_valid: Tensor | None = None,
+    levels: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Largest-region boxes (and best all-contour IoUs) at every uint8 cut, batched.
 
@@ -446,6 +489,9 @@ def sweep_levels(
         gt_boxes: optional ``(B, G, 4)`` ground-truth boxes in the maps' pixel frame.
         gt_valid: ``(B, G)`` bool mask of real (non-padding) ground-truth rows; required with
             ``gt_boxes``.
+        levels: optional cuts that will be read (e.g. ``threshold_cuts(...).unique()``). The
+            columns of the other levels are then unspecified; the pixels between two needed
+            levels are merged in one step (100 thresholds read about 100 of the 255 levels).
 
     Returns:
         ``largest``: ``(B, 256, 4)`` int64 box of the largest region of ``u8 > t`` at level ``t``
@@ -484,14 +530,17 @@ def sweep_levels(
     no_image = torch.full((batch,), -1, dtype=torch.int64, device=dev)
     regions = torch.zeros(batch, NUM_LEVELS, dtype=torch.int64, device=dev)
     root_iou = torch.zeros(values.numel(), dtype=torch.float64, device=dev)
-    for level in range(NUM_LEVELS - 2, -1, -1):
-        touched = state.add_level(level + 1)
+    prev = NUM_LEVELS - 1
+    for level, vals in _level_buckets(levels, descending=True):
+        touched = state.add_level(vals)
         if touched is None:
-            largest[:, level] = largest[:, level + 1]
-            regions[:, level] = regions[:, level + 1]
+            largest[:, level] = largest[:, prev]
+            regions[:, level] = regions[:, prev]
             if best_any is not None:
-                best_any[:, level] = best_any[:, level + 1]
+                best_any[:, level] = best_any[:, prev]
+            prev = level
             continue
+        prev = level
         alive = state.alive
         image = alive // hw
         regions[:, level] = torch.bincount(image, minlength=batch)
@@ -517,30 +566,42 @@ def sweep_levels(
     # touch the border. Regions minus Euler number counts them per level, so the background sweep
     # runs only on the (usually few) maps that have a hole at some level.
     holes_per_level = regions - euler_numbers(u8)
+    if levels is not None:
+        holes_per_level = holes_per_level[:, levels.to(device=dev, dtype=torch.int64).unique()]
+    else:
+        holes_per_level = holes_per_level[:, : NUM_LEVELS - 1]
     with_holes = (holes_per_level > 0).any(dim=1).nonzero().flatten()
     if with_holes.numel():
         hole_best = _hole_ious(
-            _take(u8, with_holes), _take(gt_boxes, with_holes), _take(gt_valid, with_holes)
+            _take(u8, with_holes), _take(gt_boxes, with_holes), _take(gt_valid, with_holes), levels
         )
         sub = _take(best_any, with_holes)
         best_any.index_copy_(0, with_holes, torch.maximum(sub, hole_best))
     return largest, best_any
 
 
-def _hole_ious(u8: Tensor, gt_boxes: Tensor, gt_valid: Tensor) -> Tensor:
-    """``(B, 256)`` best IoU of hole-contour boxes with ground truth per level (-1: no hole)."""
+def _hole_ious(
+    u8: Tensor, gt_boxes: Tensor, gt_valid: Tensor, levels: Tensor | None = None
+) -> Tensor:
+    """``(B, 256)`` best IoU of hole-contour boxes with ground truth per level (-1: no hole).
+
+    With ``levels`` only those columns are computed (see :func:`sweep_levels`).
+    """
     batch, height, width = u8.shape
     hw = height * width
     dev = u8.device
     holes = _Sweep(u8.reshape(-1).to(torch.int64), (batch, height, width), foreground=False)
     root_iou = torch.full((batch * hw,), -1.0, dtype=torch.float64, device=dev)
     hole_best = torch.full((batch, NUM_LEVELS), -1.0, dtype=torch.float64, device=dev)
-    for level in range(NUM_LEVELS - 1):
-        touched = holes.add_level(level)
+    prev = None
+    for level, vals in _level_buckets(levels, descending=False):
+        touched = holes.add_level(vals)
         if touched is None:
-            if level:
-                hole_best[:, level] = hole_best[:, level - 1]
+            if prev is not None:
+                hole_best[:, level] = hole_best[:, prev]
+            prev = level
             continue
+        prev = level
         boxes, is_hole = holes.hole_boxes(touched)
         img = touched // hw
         iou = best_gt_iou(boxes[:, None, :], _take(gt_boxes, img), _take(gt_valid, img))[:, 0]
@@ -565,7 +626,7 @@ def largest_region_boxes(maps: Tensor, thresholds: Tensor, normalize: bool = Tru
     """
     u8 = scoremaps_to_uint8(maps, normalize=normalize)
     cuts = threshold_cuts(u8, thresholds)
-    largest, _ = sweep_levels(u8)
+    largest, _ = sweep_levels(u8, levels=cuts.unique())
     return largest.gather(1, cuts[:, :, None].expand(-1, -1, 4))
 
 
@@ -598,9 +659,68 @@ def threshold_ious(
     gt_valid = gt_valid.to(device=maps.device, dtype=torch.bool)
     u8 = scoremaps_to_uint8(maps, normalize=normalize)
     cuts = threshold_cuts(u8, thresholds)
-    largest, best_any = sweep_levels(u8, gt_boxes, gt_valid)
+    largest, best_any = sweep_levels(u8, gt_boxes, gt_valid, levels=cuts.unique())
     iou_largest_levels = best_gt_iou(largest, gt_boxes, gt_valid)
     return iou_largest_levels.gather(1, cuts), best_any.gather(1, cuts)
+
+
+def batched_threshold_ious(
+    maps: Tensor,
+    gt_boxes: Tensor,
+    thresholds: Tensor,
+    gt_valid: Tensor | None = None,
+    normalize: bool = True,
+    max_pixels_per_chunk: int | None = None,
+    workers: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`threshold_ious` over chunks of images, the chunks in parallel threads on a CPU.
+
+    The level sweep is a long chain of small, memory-bound tensor ops: torch's intra-op threads
+    barely speed one sweep up, but independent chunks swept by separate threads (each op
+    single-threaded) use the cores: 512 maps of 64 x 64 at 100 thresholds took 6.1 s on one
+    thread and 2.9 s on two threads (2 cores). Results do not depend on the chunking.
+
+    Args:
+        maps, gt_boxes, thresholds, gt_valid, normalize: as in :func:`threshold_ious`.
+        max_pixels_per_chunk: at most this many map pixels per sweep (about 40 bytes each live);
+            None: 2**20 on a CPU (fastest there: the working set stays in cache), 2**24 on a GPU.
+        workers: parallel sweeps on a CPU; None: ``torch.get_num_threads()`` (torch's intra-op
+            threads are set to 1 meanwhile and restored after). Sweeps on a GPU run one by one.
+
+    Returns:
+        ``(iou_largest, iou_any)``, each ``(B, T)`` float64 on the maps' device.
+    """
+    if maps.ndim != 3:
+        raise ValueError(f"maps must have shape (B, H, W), got {tuple(maps.shape)}")
+    batch, height, width = maps.shape
+    if workers is None:
+        workers = torch.get_num_threads() if maps.device.type == "cpu" else 1
+    workers = max(1, min(int(workers), batch))
+    if max_pixels_per_chunk is None:
+        max_pixels_per_chunk = 2**20 if maps.device.type == "cpu" else 2**24
+    chunk = max(1, int(max_pixels_per_chunk) // max(1, height * width))
+    if workers > 1:
+        chunk = min(chunk, -(-batch // workers))
+    slices = [slice(start, start + chunk) for start in range(0, batch, chunk)]
+
+    def run(sl: slice) -> tuple[Tensor, Tensor]:
+        valid = None if gt_valid is None else gt_valid[sl]
+        return threshold_ious(maps[sl], gt_boxes[sl], thresholds, valid, normalize=normalize)
+
+    if not slices:
+        empty = torch.zeros(0, thresholds.numel(), dtype=torch.float64, device=maps.device)
+        return empty, empty.clone()
+    if workers == 1 or len(slices) == 1:
+        parts = [run(sl) for sl in slices]
+    else:
+        intra = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                parts = list(pool.map(run, slices))
+        finally:
+            torch.set_num_threads(intra)
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def opencv_threshold_ious(

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from infocam_exp.metrics.boxes import default_thresholds, threshold_ious
+from infocam_exp.metrics.boxes import batched_threshold_ious, default_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,16 @@ class LocalizationMetrics(Metric):
         iou_thresholds: IoUs averaged by MaxBoxAccV2.
         normalize: min-max normalise each map (wsolevaluation's ``normalize_scoremap``).
         max_pixels_per_chunk: images are swept in chunks of at most this many pixels to bound
-            memory (about 40 bytes per pixel).
+            memory (about 40 bytes per pixel); None: 2**20 on a CPU, 2**24 on a GPU.
+        workers: chunks swept in parallel threads on a CPU (None: ``torch.get_num_threads()``);
+            see :func:`~infocam_exp.metrics.boxes.batched_threshold_ious`.
 
     ``update`` / ``compute`` are documented on the methods. States are per-threshold hit counts
     summed across processes (``dist_reduce_fx="sum"``).
 
-    Speed: ``update`` runs a 255-step sweep of small tensor ops (see ``metrics/boxes.py``), so on
-    CPU it is latency-bound; with ``torch.set_num_threads(1)`` it ran 3-9x faster than with 2
-    threads on a loaded 2-core machine (the CLI and benchmark default to 1 thread).
+    Speed: ``update`` runs a level sweep of small tensor ops (see ``metrics/boxes.py``); on a CPU
+    it splits the batch over ``workers`` threads, one single-threaded sweep each, which is what
+    uses several cores (intra-op threading barely helps these ops).
     """
 
     full_state_update = False
@@ -66,7 +68,8 @@ class LocalizationMetrics(Metric):
         iou_threshold: float = 0.5,
         iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
         normalize: bool = True,
-        max_pixels_per_chunk: int = 2**22,
+        max_pixels_per_chunk: int | None = None,
+        workers: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,7 +87,8 @@ class LocalizationMetrics(Metric):
         self.iou_threshold = float(iou_threshold)
         self.iou_thresholds = tuple(float(v) for v in iou_thresholds)
         self.normalize = normalize
-        self.max_pixels_per_chunk = int(max_pixels_per_chunk)
+        self.max_pixels_per_chunk = max_pixels_per_chunk
+        self.workers = workers
         num = taus.numel()
         zeros = torch.zeros(num, dtype=torch.int64)
         self.add_state("gt_known_hits", default=zeros.clone(), dist_reduce_fx="sum")
@@ -139,21 +143,21 @@ class LocalizationMetrics(Metric):
         batch, height, width = maps.shape
         if gt_valid is None:
             gt_valid = (gt_boxes >= 0).all(dim=-1)
-        chunk = max(1, self.max_pixels_per_chunk // max(1, height * width))
-        iou_main, iou_any = [], []
-        for start in range(0, batch, chunk):
-            sl = slice(start, start + chunk)
-            largest, anyr = threshold_ious(
-                maps[sl], gt_boxes[sl], self.thresholds, gt_valid[sl], normalize=self.normalize
-            )
-            iou_main.append(largest)
-            iou_any.append(anyr)
-        if not iou_main:
+        if batch == 0:
             return
+        iou_main, iou_any = batched_threshold_ious(
+            maps,
+            gt_boxes,
+            self.thresholds,
+            gt_valid,
+            normalize=self.normalize,
+            max_pixels_per_chunk=self.max_pixels_per_chunk,
+            workers=self.workers,
+        )
         # States live where the metric was moved; the sweep runs where the maps are.
         dev = self.gt_known_hits.device
-        hit = (torch.cat(iou_main) >= self.iou_threshold).to(dev)  # (B, T)
-        any_iou = torch.cat(iou_any).to(dev)
+        hit = (iou_main >= self.iou_threshold).to(dev)  # (B, T)
+        any_iou = iou_any.to(dev)
         self.gt_known_hits += hit.sum(dim=0)
         for i, iou in enumerate(self.iou_thresholds):
             self.v2_hits[i] += (any_iou >= iou).sum(dim=0)
