@@ -17,10 +17,11 @@ before it reads them, so a DataModule that has to read files to learn them can d
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ class InMemoryDataModule(ClassificationDataModule):
             seed=self.shuffle_seed,
             rank=rank,
             world_size=world,
+            # training shards must be equal (DDP steps in lockstep); evaluation shards must not
+            # repeat samples, or the summed metric states would count them twice
+            pad=shuffle,
         )
         if self.trainer is not None:
             loader.to(self.trainer.strategy.root_device)
@@ -115,6 +119,10 @@ class TensorBatchLoader:
             i.e. the run's training seed (so training seeds differ in batch order as well as in
             initialisation, while the data seed fixes only the data).
         rank, world_size: this process's shard under DDP (0, 1 without it).
+        pad: under DDP, repeat samples from the start so every shard has the same length (what
+            ``DistributedSampler`` does; needed for training, where processes step in lockstep).
+            False: shards of unequal length that together hold every sample exactly once, for
+            evaluation (metric states are summed over processes at the end of the epoch).
     """
 
     def __init__(
@@ -126,6 +134,7 @@ class TensorBatchLoader:
         seed: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        pad: bool = True,
     ) -> None:
         if not tensors:
             raise ValueError("TensorBatchLoader needs at least one tensor")
@@ -141,6 +150,7 @@ class TensorBatchLoader:
         self.seed = int(torch.initial_seed() if seed is None else seed) % 2**63
         self.rank = int(rank)
         self.world_size = int(world_size)
+        self.pad = pad
         self.epoch = 0
 
     def to(self, device: torch.device | str) -> TensorBatchLoader:
@@ -150,9 +160,11 @@ class TensorBatchLoader:
 
     @property
     def num_samples(self) -> int:
-        """Samples this process sees per epoch (the shard; padded like DistributedSampler)."""
+        """Samples this process sees per epoch (its shard, padded when ``pad``)."""
         n = self.tensors[0].shape[0]
-        return -(-n // self.world_size)
+        if self.pad:
+            return -(-n // self.world_size)
+        return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -167,11 +179,13 @@ class TensorBatchLoader:
         else:
             order = torch.arange(n)
         if self.world_size > 1:
-            # Pad by wrapping so every process gets the same number of samples (as
-            # DistributedSampler does), then take a strided shard.
-            total = self.num_samples * self.world_size
-            if total > n:
-                order = torch.cat([order, order[: total - n]])
+            total = n
+            if self.pad:
+                # Wrap so every process gets the same number of samples (as DistributedSampler
+                # does), then take a strided shard.
+                total = self.num_samples * self.world_size
+                if total > n:
+                    order = torch.cat([order, order[: total - n]])
             order = order[self.rank : total : self.world_size]
         return order
 
@@ -190,6 +204,38 @@ def counts_from_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         bad = labels[(labels < 0) | (labels >= num_classes)][:5].tolist()
         raise ValueError(f"labels outside [0, {num_classes}): e.g. {bad}")
     return torch.bincount(labels, minlength=num_classes)
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Evaluation sharding under DDP: every sample exactly once over all processes.
+
+    Process ``rank`` takes samples ``rank, rank + W, rank + 2W, ...`` in dataset order, so shards
+    differ in length by at most one. ``DistributedSampler`` (which Lightning puts on evaluation
+    loaders otherwise) instead repeats samples to equalise the shards, and the repeats are then
+    counted twice by the metrics, which sum their states over processes. Being a
+    ``DistributedSampler``, Lightning keeps it as it is. Nothing in evaluation steps in lockstep
+    across processes (metrics and logged values synchronise once, at the end of the epoch), so the
+    unequal number of batches is safe.
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)  # type: ignore[arg-type]
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def eval_sampler(trainer: pl.Trainer | None, dataset: Sized) -> UnpaddedDistributedSampler | None:
+    """The sampler for an evaluation ``DataLoader``: unpadded shards under DDP, else None."""
+    rank, world = distributed_shard(trainer)
+    if world <= 1:
+        return None
+    return UnpaddedDistributedSampler(dataset, num_replicas=world, rank=rank)
 
 
 def distributed_shard(trainer: pl.Trainer | None) -> tuple[int, int]:

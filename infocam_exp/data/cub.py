@@ -34,7 +34,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from infocam_exp.data.base import ClassificationDataModule, DataFormatError, DataNotFoundError
+from infocam_exp.data.base import (
+    ClassificationDataModule,
+    DataFormatError,
+    DataNotFoundError,
+    eval_sampler,
+)
 from infocam_exp.data.wsol import (
     EvalTransform,
     ImageRecord,
@@ -405,10 +410,12 @@ class CUBClassificationDataModule(ClassificationDataModule):
             # the image half of the authors' eval transform (resize R, centre crop S); as a
             # non-EvalTransform callable the dataset yields (image, label) without boxes
             tf = EvalTransform("authors", self.image_size, crop=True, resize_size=self.resize_size).image
+        dataset = WSOLImageDataset(self.records(split), tf)
         return DataLoader(
-            WSOLImageDataset(self.records(split), tf),
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            sampler=None if train else eval_sampler(self.trainer, dataset),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,

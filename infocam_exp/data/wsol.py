@@ -39,7 +39,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 from torchvision.transforms import v2 as T
 
-from infocam_exp.data.base import ClassificationDataModule, DataFormatError, DataNotFoundError
+from infocam_exp.data.base import (
+    ClassificationDataModule,
+    DataFormatError,
+    DataNotFoundError,
+    eval_sampler,
+)
 
 log = logging.getLogger(__name__)
 
@@ -633,10 +638,12 @@ class WSOLDataModule(ClassificationDataModule):
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
         workers = self.num_workers
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            sampler=None if train else eval_sampler(self.trainer, dataset),
             num_workers=workers,
             # pin only where there is a device to copy to; torch warns otherwise
             pin_memory=self.pin_memory and torch.cuda.is_available(),

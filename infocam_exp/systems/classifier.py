@@ -12,6 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from infocam_exp.losses.pc_softmax import _PriorLoss
 
@@ -52,6 +53,8 @@ class ClassifierSystem(pl.LightningModule):
         self.channels_last = channels_last
         #: set by callbacks that need the feature maps of evaluation batches (CAM metrics).
         self.return_features = False
+        #: mean evaluation loss per split (summed over DDP processes, weighted by batch size)
+        self.eval_loss = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -81,7 +84,11 @@ class ClassifierSystem(pl.LightningModule):
         else:
             logits = self.model(x)
         loss = self.loss(logits, y)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=len(y), sync_dist=True)
+        # A metric object, not a tensor: Lightning then reports the sample-weighted mean over all
+        # processes (their shards may differ in size), not a mean of per-process means.
+        mean_loss = self.eval_loss[split]
+        mean_loss.update(loss.detach().float(), weight=len(y))
+        self.log(f"{split}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=len(y))
         out.update(logits=logits.detach(), preds=self.loss.predict(logits.detach()))
         return out
 

@@ -61,3 +61,22 @@ def test_tensor_batch_loader_covers_data_and_shards():
     assert len(TensorBatchLoader([x], 3, drop_last=True)) == 3
     with pytest.raises(ValueError, match="differ in length"):
         TensorBatchLoader([x, torch.arange(3)], 2)
+
+
+@pytest.mark.parametrize("n, world", [(7, 2), (10, 3), (2, 3), (9, 3)])
+def test_evaluation_shards_hold_every_sample_once(n, world):
+    from torch.utils.data import DataLoader
+
+    from infocam_exp.data.base import UnpaddedDistributedSampler
+
+    x = torch.arange(n)
+    # TensorBatchLoader without padding, and the sampler of the file-based loaders
+    for make in (
+        lambda r: [b[0] for b in TensorBatchLoader([x], 2, rank=r, world_size=world, pad=False)],
+        lambda r: list(DataLoader(x, batch_size=2, sampler=UnpaddedDistributedSampler(x, world, r))),
+    ):
+        shards = [torch.cat(make(r)) if make(r) else x[:0] for r in range(world)]
+        assert sorted(torch.cat(shards).tolist()) == list(range(n))
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert len(UnpaddedDistributedSampler(x, world, world - 1)) == len(range(world - 1, n, world))
+    assert TensorBatchLoader([x], 2, rank=0, world_size=world, pad=False).num_samples == len(range(0, n, world))
