@@ -304,7 +304,7 @@ class CUBClassificationDataModule(ClassificationDataModule):
     Splits: ``test`` is the reported split (official test, capped like the training set under
     ``"imbalanced_authors"``). ``val`` is held out of the official *training* images: per class,
     ``round(val_fraction * n)`` images (at least 1 when ``val_fraction > 0`` and the class has 2+
-    images), drawn with ``data_seed`` *before* the imbalance caps, so odd classes still train on
+    images), drawn with ``seed`` (the data seed) *before* the imbalance caps, so odd classes still train on
     10 images; with ``val_fraction=0`` the training set is exactly the authors' and ``val`` is
     empty (no val loader).
 
@@ -316,7 +316,7 @@ class CUBClassificationDataModule(ClassificationDataModule):
         train_keep / test_keep: images kept per odd class under ``"imbalanced_authors"``.
         val_fraction: fraction of each class's training images held out for validation.
         batch_size, eval_batch_size, num_workers, pin_memory: loaders (as ``WSOLDataModule``).
-        data_seed: seed of the validation hold-out.
+        seed: data seed; it draws the validation hold-out.
         check_files: check that every image exists when reading the annotations.
     """
 
@@ -333,7 +333,7 @@ class CUBClassificationDataModule(ClassificationDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         pin_memory: bool = True,
-        data_seed: int = 0,
+        seed: int = 0,
         check_files: bool = True,
     ) -> None:
         super().__init__()
@@ -352,7 +352,7 @@ class CUBClassificationDataModule(ClassificationDataModule):
         self.eval_batch_size = int(eval_batch_size) if eval_batch_size else self.batch_size
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
-        self.data_seed = int(data_seed)
+        self.seed = int(seed)
         self.check_files = bool(check_files)
         self.input_shape = (3, self.image_size, self.image_size)
         self._records: dict[str, list[ImageRecord]] | None = None
@@ -360,7 +360,7 @@ class CUBClassificationDataModule(ClassificationDataModule):
     def _hold_out(self, train: list[CUBImage]) -> tuple[list[CUBImage], list[CUBImage]]:
         if self.val_fraction <= 0:
             return train, []
-        rng = np.random.default_rng(self.data_seed)
+        rng = np.random.default_rng(self.seed)
         per_class: dict[int, list[int]] = {}
         for i, im in enumerate(train):
             per_class.setdefault(im.label, []).append(i)

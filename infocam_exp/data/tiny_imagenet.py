@@ -194,7 +194,7 @@ class TinyImageNetWSOLDataModule(WSOLDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         pin_memory: bool = True,
-        data_seed: int = 0,
+        seed: int = 0,
         max_boxes: int | None = None,
         check_files: bool = True,
     ) -> None:
@@ -202,7 +202,7 @@ class TinyImageNetWSOLDataModule(WSOLDataModule):
             root=root, protocol=protocol, metadata_dir=metadata_dir, image_size=image_size,
             resize_size=resize_size, crop=crop, hflip=hflip, batch_size=batch_size,
             eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            data_seed=data_seed, max_boxes=max_boxes, check_files=check_files,
+            seed=seed, max_boxes=max_boxes, check_files=check_files,
         )
 
     def read_splits(self) -> WSOLSplits:

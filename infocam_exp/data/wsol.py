@@ -497,7 +497,7 @@ class WSOLDataModule(ClassificationDataModule):
         batch_size / eval_batch_size: per-process batch sizes (eval: None -> batch_size).
         num_workers: DataLoader worker processes that decode the JPEGs (persistent when > 0).
         pin_memory: pin host memory when a CUDA device is present.
-        data_seed: seed of any random split choice (the WSOL splits are deterministic; kept so
+        seed: data seed, of any random split choice (the WSOL splits are deterministic; kept so
             every DataModule takes the same arguments).
         max_boxes: G; None -> the largest box count of the val/test images.
         check_files: check that every listed image exists when reading the annotations.
@@ -518,7 +518,7 @@ class WSOLDataModule(ClassificationDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         pin_memory: bool = True,
-        data_seed: int = 0,
+        seed: int = 0,
         max_boxes: int | None = None,
         check_files: bool = True,
     ) -> None:
@@ -536,7 +536,7 @@ class WSOLDataModule(ClassificationDataModule):
         self.eval_batch_size = int(eval_batch_size) if eval_batch_size else self.batch_size
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
-        self.data_seed = int(data_seed)
+        self.seed = int(seed)
         self.max_boxes_arg = max_boxes
         self.check_files = bool(check_files)
         self.input_shape = (3, self.image_size, self.image_size)

@@ -105,7 +105,7 @@ def test_torchvision_sequential_heads(factory, images):
 
 
 def test_efficientnet_lite0_layout_detected(images):
-    from infocam_exp.explain import EfficientNetLite0
+    from infocam_exp.models.efficientnet_lite import EfficientNetLite0
 
     model = EfficientNetLite0(num_classes=3).eval()
     ext = CAMExtractor(model)

@@ -211,7 +211,7 @@ def test_classification_datamodule_imbalanced(cub):
 
 def test_classification_datamodule_holds_out_val_from_train(cub):
     root, truth = cub
-    dm = CUBClassificationDataModule(str(root), split="official", image_size=32, val_fraction=0.4, batch_size=8, num_workers=0, data_seed=3)
+    dm = CUBClassificationDataModule(str(root), split="official", image_size=32, val_fraction=0.4, batch_size=8, num_workers=0, seed=3)
     train, val, test = (dm.records(s) for s in ("train", "val", "test"))
     train_truth = {t.rel for t in truth if t.is_train}
     assert {r.image_id for r in train} | {r.image_id for r in val} == train_truth
@@ -219,7 +219,7 @@ def test_classification_datamodule_holds_out_val_from_train(cub):
     assert [r.label for r in val] == [0, 1, 2]  # round(0.4 * 2) = 1 per class
     assert dm.class_counts.tolist() == [1, 1, 1]
     assert {r.image_id for r in test} == {t.rel for t in truth if not t.is_train}
-    again = CUBClassificationDataModule(str(root), split="official", val_fraction=0.4, data_seed=3)
+    again = CUBClassificationDataModule(str(root), split="official", val_fraction=0.4, seed=3)
     assert [r.image_id for r in again.records("val")] == [r.image_id for r in val]
     x, y = next(iter(dm.val_dataloader()))
     assert x.shape == (3, 3, 32, 32) and y.dtype == torch.int64
