@@ -91,7 +91,7 @@ def main() -> None:
         "--chunk-pixels",
         type=int,
         default=None,
-        help="map pixels per sweep (default 2**20 on CPU, 2**24 on GPU)",
+        help="map pixels per sweep (default 2**21 on CPU, 2**24 on GPU)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -45,7 +45,7 @@ class LocalizationMetrics(Metric):
         iou_thresholds: IoUs averaged by MaxBoxAccV2.
         normalize: min-max normalise each map (wsolevaluation's ``normalize_scoremap``).
         max_pixels_per_chunk: images are swept in chunks of at most this many pixels to bound
-            memory (about 40 bytes per pixel); None: 2**20 on a CPU, 2**24 on a GPU.
+            memory (about 40 bytes per pixel); None: 2**21 on a CPU, 2**24 on a GPU.
         workers: chunks swept in parallel threads on a CPU (None: ``torch.get_num_threads()``);
             see :func:`~infocam_exp.metrics.boxes.batched_threshold_ious`.
 
