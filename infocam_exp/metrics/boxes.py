@@ -17,9 +17,11 @@ How it is computed: thresholds only matter through the integer cut ``int(tau * m
 most 256 distinct binary masks exist per map, and they are nested. Instead of labelling each mask
 (or each threshold, as a per-image OpenCV loop does) we sweep the cut from 254 down to 0 once,
 adding the pixels whose value equals ``cut + 1`` and merging regions with a union-find held in flat
-tensors (all images of the batch at once; the only Python loop is over the 255 levels). Each
+tensors (all images of the batch at once; the only Python loop is over the levels, and only the
+levels that the thresholds use are read: the pixels between two of them enter in one step). Each
 region keeps its bounding box and its contour area as running reductions, so every level costs
-work proportional to the pixels that change there, not to the image size.
+work proportional to the pixels that change there, not to the image size. On a CPU,
+:func:`batched_threshold_ious` sweeps chunks of a batch on parallel threads.
 
 Contour area without tracing contours: the polygon through the centres of a region's outer
 boundary pixels covers exactly the dual-grid unit squares (2x2 pixel windows) whose four corners
@@ -349,14 +351,13 @@ class _Sweep:
         self._stamp.scatter_reduce_(0, nodes, pos, reduce="amax", include_self=False)
         return _select(nodes, _take(self._stamp, nodes) == pos)
 
-    def add_level(self, vals: int | list[int]) -> Tensor | None:
+    def add_level(self, vals: list[int]) -> Tensor | None:
         """Add the pixels whose value is in ``vals`` (and the area events there); touched roots.
 
         Several values at once give the same state as adding them one by one (unions and area
         sums commute; every pixel entering here is still a singleton when the call starts), at a
         fraction of the per-call cost: the sweep batches the levels between two needed cuts.
         """
-        vals = [vals] if isinstance(vals, int) else vals
         new = _cat_present(self.pixels_at, vals)
         events = _cat_present(self.events_at, vals)
         if new is None and events is None:
