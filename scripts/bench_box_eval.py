@@ -99,7 +99,6 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    chunk = args.chunk_pixels  # None: batched_threshold_ious's per-device default
     maps, gt = make_maps(args.maps, args.size, args.seed)
     taus = default_thresholds(args.thresholds)
     log.info(
@@ -110,12 +109,12 @@ def main() -> None:
         args.thresholds,
         device,
         torch.get_num_threads(),
-        chunk,
+        args.chunk_pixels,
     )
-    ours(maps[:2], gt[:2], taus, device, chunk)  # warm-up (allocator, CUDA context)
+    ours(maps[:2], gt[:2], taus, device, args.chunk_pixels)  # warm-up (allocator, CUDA context)
 
     start = time.perf_counter()
-    got = ours(maps, gt, taus, device, chunk)
+    got = ours(maps, gt, taus, device, args.chunk_pixels)
     t_ours = time.perf_counter() - start
     start = time.perf_counter()
     want = opencv_threshold_ious(maps, gt, taus)

@@ -226,9 +226,6 @@ class UnpaddedDistributedSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.rank, self.total_size, self.num_replicas))
 
-    def __len__(self) -> int:
-        return self.num_samples
-
 
 def eval_sampler(trainer: pl.Trainer | None, dataset: Sized) -> UnpaddedDistributedSampler | None:
     """The sampler for an evaluation ``DataLoader``: unpadded shards under DDP, else None."""

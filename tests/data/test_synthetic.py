@@ -75,7 +75,7 @@ def test_evaluation_shards_hold_every_sample_once(n, world):
         lambda r: [b[0] for b in TensorBatchLoader([x], 2, rank=r, world_size=world, pad=False)],
         lambda r: list(DataLoader(x, batch_size=2, sampler=UnpaddedDistributedSampler(x, world, r))),
     ):
-        shards = [torch.cat(make(r)) if make(r) else x[:0] for r in range(world)]
+        shards = [torch.cat([x[:0], *make(r)]) for r in range(world)]
         assert sorted(torch.cat(shards).tolist()) == list(range(n))
         assert max(map(len, shards)) - min(map(len, shards)) <= 1
     assert len(UnpaddedDistributedSampler(x, world, world - 1)) == len(range(world - 1, n, world))
