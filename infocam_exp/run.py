@@ -138,6 +138,8 @@ def run(
         test_ckpt = cfg.get("test_ckpt", "last")
         trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None)
         metrics = collect_metrics(trainer, dm.reference_metrics())
+        # the splits as built (after lists, caps and hold-outs), whatever limit_*_batches ran
+        metrics.update(dm.split_sizes())
     except BaseException as err:
         record.update(
             status="interrupted" if isinstance(err, KeyboardInterrupt) else "failed",

@@ -130,3 +130,73 @@ def make_tiny_imagenet(root: Path, num_classes: int = 3, train_per_class: int = 
     (tiny / "val" / "val_annotations.txt").write_text("".join(lines))
     (tiny / "test" / "images").mkdir(parents=True, exist_ok=True)
     return {"wnids": wnids, "train": train, "val": val}  # type: ignore[dict-item]
+
+
+# --------------------------------------------------------------------------------------------
+# Folders holding exactly the images the authors' shipped lists name
+
+
+def _tiny_jpeg(size: int = 8) -> bytes:
+    """One small JPEG's bytes (written to every listed file: the list tests need real files the
+    loaders decode, not distinct pixels)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), 128, dtype=np.uint8), "RGB").save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def make_cub_from_lists(root: Path, train_list: Path, test_list: Path) -> dict[str, list[str]]:
+    """Write ``root/CUB_200_2011`` in the release layout with exactly the images of the authors'
+    CUB lists (8 x 8 JPEGs): classes from the lists' folder names, images.txt sorted by class
+    folder then file name (as the release is), train_test_split.txt = 1 for the training list.
+    Returns ``{"train": [...], "test": [...]}``: the listed paths below ``images/``, list order."""
+    listed = {}
+    for split, path in (("train", train_list), ("test", test_list)):
+        listed[split] = [line.split(":")[0][len("images/"):] for line in path.read_text().splitlines() if line.strip()]
+    cub = root / "CUB_200_2011"
+    folders = sorted({rel.split("/")[0] for rels in listed.values() for rel in rels})
+    class_id = {f: int(f.split(".")[0]) for f in folders}
+    is_train = {rel: 1 for rel in listed["train"]} | {rel: 0 for rel in listed["test"]}
+    ordered = sorted(is_train)
+    jpeg = _tiny_jpeg()
+    for f in folders:
+        (cub / "images" / f).mkdir(parents=True, exist_ok=True)
+    for rel in ordered:
+        (cub / "images" / rel).write_bytes(jpeg)
+    (cub / "classes.txt").write_text("".join(f"{class_id[f]} {f}\n" for f in folders))
+    (cub / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel in enumerate(ordered, 1)))
+    (cub / "image_class_labels.txt").write_text(
+        "".join(f"{i} {class_id[rel.split('/')[0]]}\n" for i, rel in enumerate(ordered, 1))
+    )
+    (cub / "train_test_split.txt").write_text("".join(f"{i} {is_train[rel]}\n" for i, rel in enumerate(ordered, 1)))
+    (cub / "bounding_boxes.txt").write_text("".join(f"{i} 1.0 2.0 4.0 3.0\n" for i in range(1, len(ordered) + 1)))
+    return listed
+
+
+def make_tiny_from_lists(root: Path, val_list: Path, test_list: Path) -> dict[str, list]:
+    """Write ``root/tiny-imagenet-200`` in the release layout whose val/images hold exactly the
+    images of the authors' Tiny-ImageNet lists (8 x 8 JPEGs), val_annotations.txt in val_N order
+    (as released), and one training image per class. wnids.txt is in reverse-sorted order, so
+    the class indices differ from the lists' own label numbers. Returns ``{"wnids": [...],
+    "val": [(wnid, file), ...], "test": [...]}`` in list order."""
+    listed = {}
+    for split, path in (("val", val_list), ("test", test_list)):
+        listed[split] = [tuple(line.split()[1].split("/")) for line in path.read_text().splitlines() if line.strip()]
+    tiny = root / "tiny-imagenet-200"
+    wnids = sorted({w for pairs in listed.values() for w, _ in pairs}, reverse=True)
+    jpeg = _tiny_jpeg()
+    (tiny / "wnids.txt").parent.mkdir(parents=True, exist_ok=True)
+    (tiny / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    (tiny / "words.txt").write_text("".join(f"{w}\tclass {w}\n" for w in wnids))
+    for w in wnids:
+        (tiny / "train" / w / "images").mkdir(parents=True, exist_ok=True)
+        (tiny / "train" / w / "images" / f"{w}_0.JPEG").write_bytes(jpeg)
+        (tiny / "train" / w / f"{w}_boxes.txt").write_text(f"{w}_0.JPEG\t1\t1\t6\t6\n")
+    (tiny / "val" / "images").mkdir(parents=True, exist_ok=True)
+    pairs = sorted(listed["val"] + listed["test"], key=lambda p: int(p[1].split("_")[1].split(".")[0]))
+    for _, file in pairs:
+        (tiny / "val" / "images" / file).write_bytes(jpeg)
+    (tiny / "val" / "val_annotations.txt").write_text("".join(f"{f}\t{w}\t1\t2\t6\t5\n" for w, f in pairs))
+    (tiny / "test" / "images").mkdir(parents=True, exist_ok=True)
+    return {"wnids": wnids, **listed}

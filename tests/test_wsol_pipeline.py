@@ -55,6 +55,7 @@ def test_tiny_imagenet_infocam_end_to_end(tmp_path):
     make_tiny_imagenet(tmp_path / "tiny-imagenet-200", num_classes=6, train_per_class=4, val_per_class=4)
     cfg = compose_cfg(
         "+experiment=tiny_imagenet_infocam", f"data.root={tmp_path / 'tiny-imagenet-200'}",
+        "data.val_test_split=alternate",
         "data.batch_size=8", "data.eval_batch_size=8", "model=resnet50_adl", *FAST,
     )
     m = run(cfg, tmp_path / "run")

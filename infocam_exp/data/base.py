@@ -9,6 +9,10 @@ so that `infocam_exp.build` can pass them on explicitly (no global state):
   imbalance is applied). ``class_prior`` is derived from it; the PC-softmax loss and the MI
   estimators take that prior.
 - ``class_names``: K strings (for tables and plots).
+- ``split_class_counts(split)``: (K,) label counts of the train / val / test split as built (after
+  lists, caps and hold-outs); every run records their sums as ``data/num_train``,
+  ``data/num_val``, ``data/num_test`` and the MI estimate under the evaluated split's own label
+  distribution uses them.
 
 Subclasses set these in ``__init__`` or ``prepare_facts()``; ``build`` calls ``dm.prepare_facts()``
 before it reads them, so a DataModule that has to read files to learn them can do it there.
@@ -58,6 +62,16 @@ class ClassificationDataModule(pl.LightningDataModule):
         """Known-truth values to store beside the run's metrics (e.g. the exact MI). Default: none."""
         return {}
 
+    def split_class_counts(self, split: str) -> torch.Tensor:
+        """(K,) int64 label counts of ``split`` ("train", "val", "test") as this DataModule built
+        it (after lists, caps and hold-outs; zeros for an empty split). Independent of the
+        trainer's ``limit_*_batches``."""
+        raise NotImplementedError(f"{type(self).__name__} does not state its split sizes")
+
+    def split_sizes(self) -> dict[str, int]:
+        """``{"data/num_train": n, "data/num_val": n, "data/num_test": n}``: the split sizes."""
+        return {f"data/num_{s}": int(self.split_class_counts(s).sum()) for s in ("train", "val", "test")}
+
 
 class InMemoryDataModule(ClassificationDataModule):
     """A DataModule whose splits are in-memory tensors, served by ``TensorBatchLoader`` on the
@@ -72,8 +86,12 @@ class InMemoryDataModule(ClassificationDataModule):
     drop_last_train: bool = False
 
     def split_tensors(self, split: str) -> Sequence[torch.Tensor]:
-        """The tensors of ``split`` ("train", "val", "test"), first dimension = samples."""
+        """The tensors of ``split`` ("train", "val", "test"), first dimension = samples; the
+        second tensor holds the labels."""
         raise NotImplementedError
+
+    def split_class_counts(self, split: str) -> torch.Tensor:
+        return counts_from_labels(self.split_tensors(split)[1].cpu(), self.num_classes)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
         rank, world = distributed_shard(self.trainer)

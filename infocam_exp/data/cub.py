@@ -12,12 +12,19 @@ Release layout (``CUB_200_2011/``)::
 ``num_classes`` is the number of lines of classes.txt, so a subset (fewer classes) works as long
 as its class ids are 1..K. Boxes become ``(x, y, x + w, y + h)`` (``infocam_exp.data.wsol``).
 
-Splits (all in images.txt order):
+Splits:
 
-- ``official``: train_test_split.txt (5,994 / 5,794 on the full set).
-- ``imbalanced_authors`` (PC-softmax experiment, Qin et al. section 3): classes with an odd 1-based
-  class id (folder 001, 003, ..., 199) keep their *first* 10 training and *first* 5 test images in
-  images.txt order; the other classes keep all of theirs.
+- ``official``: train_test_split.txt (5,994 / 5,794 on the full set), images.txt order.
+- ``imbalanced_authors`` (PC-softmax experiment, Qin et al. section 3; the default): exactly the
+  authors' lists shipped in ``infocam_exp/data/splits/`` (3,997 training images: 10 per odd-id
+  class, 30 per even-id class, fewer where a class has fewer; 1,996 test images: 5 / 15), in the
+  lists' order. Every entry must be in the user's images.txt (else an error naming the entry and
+  the list file) and carry the same class.
+- ``imbalanced_rule``: the same rule on images.txt order with configurable caps, for other copies
+  or subsets of CUB: odd class ids (folder 001, 003, ..., 199) keep their first ``train_keep_odd``
+  training and ``test_keep_odd`` test images, even ids ``train_keep_even`` / ``test_keep_even``
+  (None keeps all). Its images differ from the authors' for most classes, whose "first" follows
+  their own list order.
 - WSOL ``val``/``test``: the official test images of each class alternately, 1st, 3rd, ... -> val,
   2nd, 4th, ... -> test (``wsol.alternate_halves``; 2,916 / 2,878 on the full set); the official
   training set is the WSOL training set.
@@ -34,6 +41,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from infocam_exp.data.author_lists import (
+    CUB_IMBALANCED_TEST,
+    CUB_IMBALANCED_TRAIN,
+    ListEntry,
+    read_cub_list,
+)
 from infocam_exp.data.base import (
     ClassificationDataModule,
     DataFormatError,
@@ -63,7 +76,7 @@ CUB_GET_IT = (
     "and extract it (tar xzf CUB_200_2011.tgz)"
 )
 CUB_OVERRIDE = "data.root=/path/to/CUB_200_2011 (or its parent folder)"
-CUB_SPLITS = ("official", "imbalanced_authors")
+CUB_SPLITS = ("imbalanced_authors", "imbalanced_rule", "official")
 
 
 @dataclass(frozen=True)
@@ -221,29 +234,89 @@ def split_official(ann: CUBAnnotations) -> tuple[list[CUBImage], list[CUBImage]]
     return [im for im in ann.images if im.is_train], [im for im in ann.images if not im.is_train]
 
 
-def cap_odd_classes(
-    images: Sequence[CUBImage], ann: CUBAnnotations, keep: int
+def cap_classes(
+    images: Sequence[CUBImage], ann: CUBAnnotations, keep_odd: int | None, keep_even: int | None
 ) -> list[CUBImage]:
-    """Keep the first ``keep`` images (in the given order) of each class with an odd 1-based
-    class id, all images of the others (the authors' imbalance, Qin et al. section 3)."""
+    """Keep the first ``keep_odd`` images (in the given order) of each class with an odd 1-based
+    class id and the first ``keep_even`` of the others; None keeps all of them."""
     taken: dict[int, int] = {}
     out = []
     for im in images:
-        if ann.class_ids[im.label] % 2 == 1:
-            if taken.get(im.label, 0) >= keep:
-                continue
-            taken[im.label] = taken.get(im.label, 0) + 1
+        keep = keep_odd if ann.class_ids[im.label] % 2 == 1 else keep_even
+        n = taken.get(im.label, 0)
+        if keep is not None and n >= keep:
+            continue
+        taken[im.label] = n + 1
         out.append(im)
     return out
 
 
-def split_imbalanced_authors(
-    ann: CUBAnnotations, train_keep: int = 10, test_keep: int = 5
+def split_imbalanced_rule(
+    ann: CUBAnnotations,
+    train_keep_odd: int | None = 10,
+    train_keep_even: int | None = 30,
+    test_keep_odd: int | None = 5,
+    test_keep_even: int | None = 15,
 ) -> tuple[list[CUBImage], list[CUBImage]]:
-    """(train, test) of the authors' imbalanced split: odd class ids keep their first
-    ``train_keep`` training and ``test_keep`` test images (images.txt order), the rest keep all."""
+    """(train, test) of the rule-based imbalanced split: per class, the first images of the
+    official training and test sets in images.txt order, capped as the arguments say."""
     train, test = split_official(ann)
-    return cap_odd_classes(train, ann, train_keep), cap_odd_classes(test, ann, test_keep)
+    return (
+        cap_classes(train, ann, train_keep_odd, train_keep_even),
+        cap_classes(test, ann, test_keep_odd, test_keep_even),
+    )
+
+
+def select_listed(ann: CUBAnnotations, entries: Sequence[ListEntry], list_file: str) -> list[CUBImage]:
+    """The images named by a list's entries, in the list's order.
+
+    Raises:
+        DataNotFoundError: an entry that is not in images.txt (the first one is named, with the
+            list file and line, and the number of such entries).
+        DataFormatError: an entry whose label differs from image_class_labels.txt, or a duplicate.
+    """
+    by_path = {im.rel_path: im for im in ann.images}
+    missing = [e for e in entries if e.key not in by_path]
+    if missing:
+        e = missing[0]
+        raise DataNotFoundError(
+            f"image 'images/{e.key}' listed at {e.where} (the authors' split list {list_file}; "
+            f"{len(missing)} of its {len(entries)} entries are absent)",
+            [str(ann.root / "images.txt")],
+            CUB_LAYOUT,
+            "the authors' split needs the complete CUB-200-2011 release; " + CUB_GET_IT,
+            "data.split=imbalanced_rule (the same caps on your images.txt order) for another copy "
+            "or a subset of CUB; " + CUB_OVERRIDE,
+        )
+    out, seen = [], set()
+    for e in entries:
+        im = by_path[e.key]
+        if e.key in seen:
+            raise DataFormatError(e.where, f"images/{e.key} is listed twice")
+        seen.add(e.key)
+        if e.label != im.label:
+            raise DataFormatError(
+                e.where,
+                f"images/{e.key} has label {e.label} here but class {im.label + 1} (label {im.label}) "
+                "in image_class_labels.txt",
+                fix="is classes.txt the release's 200 classes in order?",
+            )
+        out.append(im)
+    return out
+
+
+def split_imbalanced_authors(ann: CUBAnnotations) -> tuple[list[CUBImage], list[CUBImage]]:
+    """(train, test) of the authors' imbalanced split: exactly their shipped lists, in their order
+    (3,997 / 1,996 on the full set)."""
+    train = select_listed(ann, read_cub_list(CUB_IMBALANCED_TRAIN), CUB_IMBALANCED_TRAIN)
+    test = select_listed(ann, read_cub_list(CUB_IMBALANCED_TEST), CUB_IMBALANCED_TEST)
+    off_split = [im.rel_path for im in train if not im.is_train] + [im.rel_path for im in test if im.is_train]
+    if off_split:
+        log.warning(
+            "%d image(s) of the authors' CUB lists are on the other side of train_test_split.txt "
+            "(e.g. %s); the lists are used as they are", len(off_split), off_split[0],
+        )
+    return train, test
 
 
 def wsol_splits(ann: CUBAnnotations) -> WSOLSplits:
@@ -301,19 +374,22 @@ class CUBClassificationDataModule(ClassificationDataModule):
     Training: resize R x R, random S crop, flip; evaluation: resize R x R, centre crop S
     (R = round(S * 256 / 224) = 342 at S = 299).
 
-    Splits: ``test`` is the reported split (official test, capped like the training set under
-    ``"imbalanced_authors"``). ``val`` is held out of the official *training* images: per class,
-    ``round(val_fraction * n)`` images (at least 1 when ``val_fraction > 0`` and the class has 2+
-    images), drawn with ``seed`` (the data seed) *before* the imbalance caps, so odd classes still train on
-    10 images; with ``val_fraction=0`` the training set is exactly the authors' and ``val`` is
-    empty (no val loader).
+    Splits: ``test`` is the reported split. ``split`` chooses the training and test images
+    (module docstring): ``"imbalanced_authors"`` (the authors' shipped lists, the default),
+    ``"imbalanced_rule"`` (caps on images.txt order) or ``"official"``. The authors hold nothing out
+    for validation, so by default (``val_fraction=0``) the training set is exactly theirs and
+    ``val`` is empty (no val loader). ``val_fraction > 0`` is an explicit hold-out: per class,
+    ``round(val_fraction * n)`` of the chosen training images (at least 1 when the class has 2+),
+    drawn with ``seed`` (the data seed) *after* the lists or caps, so the training set shrinks.
 
     Args:
         root: the CUB_200_2011 folder or its parent.
-        split: ``"imbalanced_authors"`` or ``"official"``.
+        split: ``"imbalanced_authors"``, ``"imbalanced_rule"`` or ``"official"``.
         image_size: S (299 for Inception-V3).
         resize_size: R (None: round(S * 256 / 224)).
-        train_keep / test_keep: images kept per odd class under ``"imbalanced_authors"``.
+        train_keep_odd / train_keep_even / test_keep_odd / test_keep_even: per-class caps of
+            ``"imbalanced_rule"`` for odd / even 1-based class ids (None: keep all); ignored by
+            the other splits.
         val_fraction: fraction of each class's training images held out for validation.
         batch_size, eval_batch_size, num_workers, pin_memory: loaders (as ``WSOLDataModule``).
         seed: data seed; it draws the validation hold-out.
@@ -326,9 +402,11 @@ class CUBClassificationDataModule(ClassificationDataModule):
         split: str = "imbalanced_authors",
         image_size: int = 299,
         resize_size: int | None = None,
-        train_keep: int = 10,
-        test_keep: int = 5,
-        val_fraction: float = 0.1,
+        train_keep_odd: int | None = 10,
+        train_keep_even: int | None = 30,
+        test_keep_odd: int | None = 5,
+        test_keep_even: int | None = 15,
+        val_fraction: float = 0.0,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
@@ -341,12 +419,16 @@ class CUBClassificationDataModule(ClassificationDataModule):
             raise ValueError(f"split must be one of {CUB_SPLITS}, got {split!r}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        caps = {"train_keep_odd": train_keep_odd, "train_keep_even": train_keep_even,
+                "test_keep_odd": test_keep_odd, "test_keep_even": test_keep_even}
+        for name, cap in caps.items():
+            if cap is not None and int(cap) < 1:
+                raise ValueError(f"{name} must be >= 1 or null (keep all), got {cap}")
         self.root = str(root)
         self.split = split
         self.image_size = int(image_size)
         self.resize_size = int(resize_size) if resize_size else int(round(self.image_size * 256 / 224))
-        self.train_keep = int(train_keep)
-        self.test_keep = int(test_keep)
+        self.caps = {k: None if v is None else int(v) for k, v in caps.items()}
         self.val_fraction = float(val_fraction)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size) if eval_batch_size else self.batch_size
@@ -377,11 +459,13 @@ class CUBClassificationDataModule(ClassificationDataModule):
         if self._records is not None:
             return
         ann = read_cub(self.root, check_files=self.check_files)
-        train, test = split_official(ann)
-        train, val = self._hold_out(train)
         if self.split == "imbalanced_authors":
-            train = cap_odd_classes(train, ann, self.train_keep)
-            test = cap_odd_classes(test, ann, self.test_keep)
+            train, test = split_imbalanced_authors(ann)
+        elif self.split == "imbalanced_rule":
+            train, test = split_imbalanced_rule(ann, **self.caps)
+        else:
+            train, test = split_official(ann)
+        train, val = self._hold_out(train)
         self.num_classes = ann.num_classes
         self.class_names = list(ann.class_names)
         self._records = {name: [ann.record(im) for im in ims] for name, ims in (("train", train), ("val", val), ("test", test))}
@@ -401,6 +485,10 @@ class CUBClassificationDataModule(ClassificationDataModule):
         self.prepare_facts()
         assert self._records is not None
         return list(self._records[split])
+
+    def split_class_counts(self, split: str) -> torch.Tensor:
+        labels = [r.label for r in self.records(split)]
+        return torch.bincount(torch.as_tensor(labels, dtype=torch.int64), minlength=self.num_classes)
 
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"

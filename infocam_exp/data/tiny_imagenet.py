@@ -13,9 +13,17 @@ Release layout (``tiny-imagenet-200/``)::
 Boxes are corners ``x0 y0 x1 y1`` in the 64 x 64 images, NOT ``x y w h`` (the authors' code reads
 them as x y w h, which breaks 31% of the test boxes; Qin et al. section 6).
 
-Splits: train = train/ (500 images per class, in boxes-file order); the labelled val set (50 per
-class) is halved per class alternately in val_annotations.txt order, 1st, 3rd, ... -> val, 2nd,
-4th, ... -> test (5,000 / 5,000 on the full set).
+Splits: train = train/ (500 images per class, in boxes-file order). The labelled val set (50 per
+class) is halved into WSOL val and test (5,000 / 5,000 on the full set):
+
+- ``val_test_split="authors_lists"`` (default): exactly the authors' halves, shipped as lists
+  (``infocam_exp/data/splits/tiny_imagenet_{val,test}.txt``, 25 images per class each, in the
+  lists' order). They follow the authors' own file walk, not val_annotations.txt. Each entry is
+  mapped by its file name to ``val/images/<file>`` and its wnid must match val_annotations.txt
+  (their numeric ids and label indices are their own numbering and are not used); an entry absent
+  from the user's copy is an error naming the entry and the list file.
+- ``val_test_split="alternate"``: per class alternately in val_annotations.txt order, 1st, 3rd, ...
+  -> val, 2nd, 4th, ... -> test (for copies or subsets the lists do not fit).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import logging
 import os
 from pathlib import Path
 
+from infocam_exp.data.author_lists import TINY_TEST, TINY_VAL, ListEntry, read_tiny_list
 from infocam_exp.data.base import DataFormatError, DataNotFoundError
 from infocam_exp.data.wsol import ImageRecord, WSOLDataModule, WSOLSplits, alternate_halves
 
@@ -39,6 +48,7 @@ TINY_GET_IT = (
     "machine and unzip it"
 )
 TINY_OVERRIDE = "data.root=/path/to/tiny-imagenet-200 (or its parent folder)"
+VAL_TEST_SPLITS = ("authors_lists", "alternate")
 
 
 def find_tiny_root(root: str | Path) -> Path:
@@ -166,17 +176,66 @@ def read_tiny_imagenet(root: str | Path, check_files: bool = True) -> tuple[list
     return wnids, class_names, train, val
 
 
-def wsol_splits(root: str | Path, check_files: bool = True) -> WSOLSplits:
-    """WSOL splits: train/; val/ halved per class alternately into val and test."""
-    _, class_names, train, val = read_tiny_imagenet(root, check_files=check_files)
-    val_half, test_half = alternate_halves(val)
+def select_listed(val: list[ImageRecord], wnids: list[str], entries: list[ListEntry], list_file: str, ann_file: Path) -> list[ImageRecord]:
+    """The val records a Tiny-ImageNet list names, in the list's order.
+
+    Raises:
+        DataNotFoundError: an entry whose file is not in val_annotations.txt (the first is named,
+            with the list file and line, and the number of such entries).
+        DataFormatError: an entry whose wnid differs from val_annotations.txt, or a duplicate.
+    """
+    by_file = {r.image_id.rsplit("/", 1)[-1]: r for r in val}
+    missing = [e for e in entries if e.key not in by_file]
+    if missing:
+        e = missing[0]
+        raise DataNotFoundError(
+            f"image 'val/images/{e.key}' ({e.wnid}) listed at {e.where} (the authors' split list "
+            f"{list_file}; {len(missing)} of its {len(entries)} entries are absent)",
+            [str(ann_file)],
+            TINY_LAYOUT,
+            "the authors' split needs the complete Tiny-ImageNet val set; " + TINY_GET_IT,
+            "data.val_test_split=alternate (alternate halves of your val_annotations.txt) for "
+            "another copy or a subset; " + TINY_OVERRIDE,
+        )
+    out, seen = [], set()
+    for e in entries:
+        r = by_file[e.key]
+        if e.key in seen:
+            raise DataFormatError(e.where, f"{e.key} is listed twice")
+        seen.add(e.key)
+        if wnids[r.label] != e.wnid:
+            raise DataFormatError(
+                e.where, f"{e.key} is class {e.wnid} here but {wnids[r.label]} in {ann_file}"
+            )
+        out.append(r)
+    return out
+
+
+def wsol_splits(root: str | Path, check_files: bool = True, val_test_split: str = "authors_lists") -> WSOLSplits:
+    """WSOL splits: train/; val/ halved into val and test by the authors' lists or alternately."""
+    if val_test_split not in VAL_TEST_SPLITS:
+        raise ValueError(f"val_test_split must be one of {VAL_TEST_SPLITS}, got {val_test_split!r}")
+    wnids, class_names, train, val = read_tiny_imagenet(root, check_files=check_files)
+    if val_test_split == "alternate":
+        val_half, test_half = alternate_halves(val)
+    else:
+        ann_file = find_tiny_root(root) / "val" / "val_annotations.txt"
+        val_half = select_listed(val, wnids, read_tiny_list(TINY_VAL), TINY_VAL, ann_file)
+        test_half = select_listed(val, wnids, read_tiny_list(TINY_TEST), TINY_TEST, ann_file)
+        overlap = {r.image_id for r in val_half} & {r.image_id for r in test_half}
+        if overlap:
+            raise DataFormatError(TINY_TEST, f"{len(overlap)} image(s) are in both halves, e.g. {min(overlap)}")
+        unused = len(val) - len(val_half) - len(test_half)
+        if unused:
+            log.info("Tiny-ImageNet: %d val image(s) are in neither of the authors' lists (unused)", unused)
     return WSOLSplits(train, val_half, test_half, class_names)
 
 
 class TinyImageNetWSOLDataModule(WSOLDataModule):
     """Tiny-ImageNet for WSOL (Qin et al. section 4): 64 px, no crop (resize to ``image_size``,
     a no-op at 64), horizontal flips in training. Arguments and batches: ``WSOLDataModule``;
-    ``root`` is the tiny-imagenet-200 folder or its parent.
+    ``root`` is the tiny-imagenet-200 folder or its parent; ``val_test_split`` is
+    ``"authors_lists"`` (the authors' halves, default) or ``"alternate"`` (module docstring).
     """
 
     dataset_name = "tiny_imagenet"
@@ -197,7 +256,11 @@ class TinyImageNetWSOLDataModule(WSOLDataModule):
         seed: int = 0,
         max_boxes: int | None = None,
         check_files: bool = True,
+        val_test_split: str = "authors_lists",
     ) -> None:
+        if val_test_split not in VAL_TEST_SPLITS:
+            raise ValueError(f"val_test_split must be one of {VAL_TEST_SPLITS}, got {val_test_split!r}")
+        self.val_test_split = val_test_split
         super().__init__(
             root=root, protocol=protocol, metadata_dir=metadata_dir, image_size=image_size,
             resize_size=resize_size, crop=crop, hflip=hflip, batch_size=batch_size,
@@ -206,7 +269,7 @@ class TinyImageNetWSOLDataModule(WSOLDataModule):
         )
 
     def read_splits(self) -> WSOLSplits:
-        return wsol_splits(self.root, check_files=self.check_files)
+        return wsol_splits(self.root, check_files=self.check_files, val_test_split=self.val_test_split)
 
     def metadata_image_roots(self) -> list[Path]:
         r = Path(self.root).expanduser()

@@ -617,6 +617,10 @@ class WSOLDataModule(ClassificationDataModule):
         assert self._splits is not None
         return list(getattr(self._splits, split))
 
+    def split_class_counts(self, split: str) -> torch.Tensor:
+        labels = [r.label for r in self.records(split)]
+        return torch.bincount(torch.as_tensor(labels, dtype=torch.int64), minlength=self.num_classes)
+
     def image_ids(self, split: str) -> list[str]:
         """Image ids of ``split`` in loader order (val/test loaders are not shuffled)."""
         return [r.image_id for r in self.records(split)]

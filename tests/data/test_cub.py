@@ -14,7 +14,7 @@ from infocam_exp.data.cub import (
     CUBClassificationDataModule,
     CUBWSOLDataModule,
     read_cub,
-    split_imbalanced_authors,
+    split_imbalanced_rule,
     split_official,
     wsol_splits,
 )
@@ -60,10 +60,10 @@ def test_read_cub_parses_release_layout(cub):
     assert len(train) == 6 and len(test) == 9
 
 
-def test_imbalanced_authors_split_keeps_first_images_of_odd_classes(cub):
+def test_imbalanced_rule_split_keeps_first_images_in_images_txt_order(cub):
     root, truth = cub
     ann = read_cub(root)
-    train, test = split_imbalanced_authors(ann, train_keep=1, test_keep=2)
+    train, test = split_imbalanced_rule(ann, train_keep_odd=1, train_keep_even=None, test_keep_odd=2, test_keep_even=None)
     # class ids 1 and 3 (labels 0, 2) are odd: 1 train / 2 test, the first in images.txt order
     for label in (0, 2):
         t_train = [t.rel for t in truth if t.label == label and t.is_train]
@@ -71,6 +71,9 @@ def test_imbalanced_authors_split_keeps_first_images_of_odd_classes(cub):
         assert [im.rel_path for im in train if im.label == label] == t_train[:1]
         assert [im.rel_path for im in test if im.label == label] == t_test[:2]
     assert sum(im.label == 1 for im in train) == 2 and sum(im.label == 1 for im in test) == 3
+    # even caps apply to the even class id 2 (label 1)
+    train, test = split_imbalanced_rule(ann, train_keep_odd=None, train_keep_even=1, test_keep_odd=None, test_keep_even=2)
+    assert [im.label for im in train] == [0, 0, 1, 2, 2] and [im.label for im in test].count(1) == 2
 
 
 def test_wsol_splits_halve_the_official_test_set_alternately(cub):
@@ -198,13 +201,14 @@ def test_corrupt_image_names_the_file(cub_copy, cub):
 
 def test_classification_datamodule_imbalanced(cub):
     root, truth = cub
-    dm = CUBClassificationDataModule(str(root), split="imbalanced_authors", image_size=32, train_keep=1, test_keep=1,
-                                     val_fraction=0.0, batch_size=8, num_workers=0)
+    dm = CUBClassificationDataModule(str(root), split="imbalanced_rule", image_size=32, train_keep_odd=1, test_keep_odd=1,
+                                     train_keep_even=None, test_keep_even=None, batch_size=8, num_workers=0)
     dm.prepare_facts()
     assert dm.num_classes == 3 and dm.input_shape == (3, 32, 32)
     assert dm.class_counts.tolist() == [1, 2, 1]
     assert [r.label for r in dm.records("test")] == [0, 1, 1, 1, 2]
     assert dm.val_dataloader() == []
+    assert dm.split_sizes() == {"data/num_train": 4, "data/num_val": 0, "data/num_test": 5}
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (5, 3, 32, 32) and y.tolist() == [0, 1, 1, 1, 2]
 

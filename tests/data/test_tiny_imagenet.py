@@ -52,7 +52,7 @@ def test_boxes_are_corners_not_xywh(tiny):
 
 def test_val_split_alternates_per_class(tiny):
     root, truth = tiny
-    splits = wsol_splits(root)
+    splits = wsol_splits(root, val_test_split="alternate")
     # val_i has class i % 3; per class the 1st and 3rd images -> val, 2nd and 4th -> test
     assert [r.image_id for r in splits.val] == [f"val/images/val_{i}.JPEG" for i in (0, 1, 2, 6, 7, 8)]
     assert [r.image_id for r in splits.test] == [f"val/images/val_{i}.JPEG" for i in (3, 4, 5, 9, 10, 11)]
@@ -61,7 +61,7 @@ def test_val_split_alternates_per_class(tiny):
 
 def test_datamodule_batches(tiny):
     root, truth = tiny
-    dm = TinyImageNetWSOLDataModule(str(root), batch_size=5, eval_batch_size=4, num_workers=0)
+    dm = TinyImageNetWSOLDataModule(str(root), batch_size=5, eval_batch_size=4, num_workers=0, val_test_split="alternate")
     dm.prepare_facts()
     assert dm.num_classes == 3 and dm.input_shape == (3, 64, 64)
     assert dm.class_counts.tolist() == [4, 4, 4]
@@ -134,6 +134,6 @@ def test_missing_image_file(tiny_copy):
 def test_corrupt_image_names_the_file(tiny_copy):
     root, truth = tiny_copy
     (root / truth["val"][0].rel).write_bytes(b"\xff\xd8\xff garbage")
-    dm = TinyImageNetWSOLDataModule(str(root), num_workers=0)
+    dm = TinyImageNetWSOLDataModule(str(root), num_workers=0, val_test_split="alternate")
     with pytest.raises(DataFormatError, match=r"val_0.JPEG: cannot decode image"):
         next(iter(dm.val_dataloader()))
