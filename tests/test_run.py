@@ -31,12 +31,27 @@ def test_run_writes_complete_record(tmp_path, tiny_mi_overrides):
     assert metrics["test/mi_estimate"] == rec["metrics"]["test/mi_estimate@pc"]
     assert metrics["test/mi_gap"] == pytest.approx(metrics["test/mi_estimate"] - metrics["test/mi_true"])
     assert len(rec["metrics"]["test/class_acc"]) == 5
+    # the splits as built: imbalanced counts [100, 200, 300, 400, 500] (data.samples_per_class=200
+    # scales 1:2:...:5), val and test one fifth of each
+    sizes = {k: rec["metrics"][k] for k in ("data/num_train", "data/num_val", "data/num_test")}
+    assert sizes == {"data/num_train": 1500, "data/num_val": 300, "data/num_test": 300}
     # validation values are logged every epoch
     csv_rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
     header = csv_rows[0].split(",")
     assert "val/mi_estimate" in header
     col = header.index("val/mi_estimate")
     assert sum(1 for r in csv_rows[1:] if r.split(",")[col]) == 2  # two epochs
+
+
+def test_split_sizes_ignore_limit_batches(tmp_path, tiny_mi_overrides):
+    cfg = compose_cfg(
+        *tiny_mi_overrides, "data.eval_batch_size=50", "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "logger=none",
+    )
+    m = run(cfg, tmp_path)
+    assert m["test/num_samples"] == 50  # one test batch ran ...
+    # ... but the record states the splits the DataModule built
+    assert (m["data/num_train"], m["data/num_val"], m["data/num_test"]) == (1000, 200, 200)
 
 
 def test_ce_estimators_differ_by_log_k_minus_entropy(tmp_path, tiny_mi_overrides):

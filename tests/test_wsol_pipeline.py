@@ -49,6 +49,7 @@ def test_cub_infocam_end_to_end(tmp_path):
     _check_record(tmp_path / "run")
     assert 0.0 <= metrics["test/top1_loc@infocam_w4"] <= 1.0  # the authors' 4x4 window, beside no window
     assert metrics["test/num_samples"] == 6  # per class: 3 test images, alternately val, test, val
+    assert (metrics["data/num_train"], metrics["data/num_val"], metrics["data/num_test"]) == (18, 12, 6)
 
 
 def test_tiny_imagenet_infocam_end_to_end(tmp_path):
@@ -61,6 +62,7 @@ def test_tiny_imagenet_infocam_end_to_end(tmp_path):
     m = run(cfg, tmp_path / "run")
     _check_record(tmp_path / "run")
     assert 0.0 <= m["test/max_box_acc_v2@infocam_w3"] <= 1.0
+    assert (m["data/num_train"], m["data/num_val"], m["data/num_test"]) == (24, 12, 12)
 
 
 def test_missing_cub_fails_fast_with_instructions(tmp_path):
