@@ -35,6 +35,9 @@ def test_run_writes_complete_record(tmp_path, tiny_mi_overrides):
     # scales 1:2:...:5), val and test one fifth of each
     sizes = {k: rec["metrics"][k] for k in ("data/num_train", "data/num_val", "data/num_test")}
     assert sizes == {"data/num_train": 1500, "data/num_val": 300, "data/num_test": 300}
+    # the test split has the training proportions, so the MI under its own label distribution is
+    # the PC estimate itself
+    assert rec["metrics"]["test/mi_estimate@split_prior"] == pytest.approx(metrics["test/mi_estimate"], abs=1e-5)
     # validation values are logged every epoch
     csv_rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
     header = csv_rows[0].split(",")

@@ -11,6 +11,18 @@ from infocam_exp.data.imbalance import shot_groups
 from infocam_exp.metrics.mi import ClassificationMI, headline_mi
 
 
+def split_counts(datamodule: Any, split: str) -> torch.Tensor | None:
+    """The DataModule's (K,) label counts of ``split``, or None when it cannot say (no DataModule,
+    one without ``split_class_counts``, or an empty split)."""
+    if datamodule is None or not hasattr(datamodule, "split_class_counts"):
+        return None
+    try:
+        counts = datamodule.split_class_counts(split)
+    except NotImplementedError:
+        return None
+    return counts if int(counts.sum()) > 0 else None
+
+
 class ClassificationMetrics(pl.Callback):
     """Accumulates ``ClassificationMI`` on the model's device and logs ``<split>/<metric>``.
 
@@ -30,8 +42,11 @@ class ClassificationMetrics(pl.Callback):
         self.metrics: dict[str, ClassificationMI] = {}
         self.results: dict[str, Any] = {}
 
-    def _start(self, split: str, pl_module: pl.LightningModule) -> None:
-        metric = ClassificationMI(pl_module.loss.log_prior.exp().cpu()).to(pl_module.device)
+    def _start(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the evaluated split's own label distribution, for the MI under it (the whole split as the
+        # DataModule built it, also when limit_*_batches evaluates part of it)
+        counts = split_counts(getattr(trainer, "datamodule", None), split)
+        metric = ClassificationMI(pl_module.loss.log_prior.exp().cpu(), eval_prior=counts).to(pl_module.device)
         self.metrics[split] = metric
 
     def _update(self, split: str, trainer: pl.Trainer, outputs: Any) -> None:
@@ -59,7 +74,7 @@ class ClassificationMetrics(pl.Callback):
             self.results[f"{split}/{key}"] = v.tolist() if v.ndim else float(v)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start("val", pl_module)
+        self._start("val", trainer, pl_module)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._update("val", trainer, outputs)
@@ -68,7 +83,7 @@ class ClassificationMetrics(pl.Callback):
         self._finish("val", trainer, pl_module)
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start("test", pl_module)
+        self._start("test", trainer, pl_module)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._update("test", trainer, outputs)

@@ -35,6 +35,50 @@ def test_estimators_on_hand_computed_logits():
     assert headline_mi(out, "softmax")["mi_estimate"].item() == pytest.approx(mean_ls + math.log(2))
 
 
+def test_mi_under_the_evaluated_splits_label_distribution_by_hand():
+    logits, y, prior = _hand_case()
+    # the split holds one image per class: q = (1/2, 1/2), while training had p = (1/4, 3/4)
+    m = ClassificationMI(prior, eval_prior=torch.tensor([1, 1]))
+    m.update(logits, y, logits.argmax(-1))
+    out = m.compute()
+    # PC-type logits f as they are: f_y - log(sum_k q_k exp f_k)
+    #   sample 1: log 3 - log(1/2 + 3/2) = log 1.5; sample 2: log 3 - log(3/2 + 1/2) = log 1.5
+    assert out["mi_estimate@pc_split_prior"].item() == pytest.approx(math.log(1.5))
+    # CE logits lose the training prior first: f = g - log p
+    #   sample 1: f = (log 4, log 4), y = 1: log 4 - log 4 = 0
+    #   sample 2: f = (log 12, log 4/3), y = 0: log 12 - log(6 + 2/3) = log 1.8
+    assert out["mi_estimate@softmax_split_prior"].item() == pytest.approx(0.5 * math.log(1.8))
+    terms = torch.tensor([0.0, math.log(1.8)], dtype=torch.float64)
+    assert out["mi_estimate@softmax_split_prior_se"].item() == pytest.approx((terms.std() / math.sqrt(2)).item())
+    # the headline follows the loss: PC-softmax logits are PC-type, CE logits carry the prior
+    assert headline_mi(out, "pc")["mi_estimate@split_prior"].item() == pytest.approx(math.log(1.5))
+    assert headline_mi(out, "softmax")["mi_estimate@split_prior"].item() == pytest.approx(0.5 * math.log(1.8))
+    # both stay below H(Y) under q = log 2; the training-prior estimates are different numbers
+    assert out["mi_estimate@pc"].item() != pytest.approx(math.log(1.5))
+
+
+def test_split_prior_estimates_reduce_to_the_training_prior_ones():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 3, generator=g)
+    y = torch.tensor([0, 1, 1, 2, 2, 2, 2, 1])  # label frequencies (1, 3, 4) / 8
+    prior = torch.tensor([1.0, 3.0, 4.0]) / 8
+    m = ClassificationMI(prior, eval_prior=torch.tensor([1, 3, 4]))
+    m.update(logits, y, logits.argmax(-1))
+    out = m.compute()
+    # q = p: the PC form is mean log PC_y; with the split's frequencies equal to p, the CE form is
+    # mean log softmax_y - mean log p_y = mean log softmax_y + H(Y)
+    assert out["mi_estimate@pc_split_prior"].item() == pytest.approx(out["mi_estimate@pc"].item(), abs=1e-6)
+    assert out["mi_estimate@softmax_split_prior"].item() == pytest.approx(out["mi_estimate@entropy"].item(), abs=1e-6)
+    # a split holding one class only: Y is constant, I(X;Y) = 0 whatever the logits
+    one = ClassificationMI(prior, eval_prior=torch.tensor([0, 0, 5]))
+    one.update(logits[y == 2], y[y == 2], y[y == 2])
+    res = one.compute()
+    assert res["mi_estimate@pc_split_prior"].item() == pytest.approx(0.0, abs=1e-6)
+    assert res["mi_estimate@softmax_split_prior"].item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="eval_prior must be 3"):
+        ClassificationMI(prior, eval_prior=torch.tensor([1.0, 1.0]))
+
+
 def test_accuracy_and_mean_class_accuracy():
     prior = torch.tensor([0.5, 0.3, 0.2])
     y = torch.tensor([0, 0, 0, 0, 1, 1, 2])
