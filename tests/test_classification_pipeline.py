@@ -70,3 +70,21 @@ def test_cifar10_lt_experiment_on_generated_pickles(tmp_path):
         assert f"test/{group}_shot_acc" in m
     # classes with > 100 training images: the first few of the exponential profile 145 .. 15
     assert math.isfinite(m["test/many_shot_acc"]) and math.isfinite(m["test/few_shot_acc"])
+
+
+def test_cub_pc_softmax_experiment_on_a_generated_cub_folder(tmp_path, recwarn):
+    from tests.fixtures_wsol import make_cub
+
+    make_cub(tmp_path / "data", num_classes=4, per_class=6, train_per_class=4)
+    cfg = compose_cfg(
+        "+experiment=cub_pc_softmax", f"data.root={tmp_path / 'data'}", "data.split=imbalanced_rule",
+        "data.train_keep_odd=2", "data.test_keep_even=1", "model=gap_cnn", "data.image_size=32",
+        "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1", *QUIET,
+    )
+    assert cfg.data.val_fraction == 0.0  # the authors' protocol: no hold-out
+    m = run(cfg, tmp_path / "run")
+    # odd class ids (1, 3) keep 2 of 4 training images, even ids all 4; test: odd ids all 2, even 1
+    assert (m["data/num_train"], m["data/num_val"], m["data/num_test"]) == (12, 0, 6)
+    assert m["test/num_samples"] == 6 and math.isfinite(m["test/mi_estimate@split_prior"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    assert not [w for w in recwarn if "monitor" in str(w.message)], [str(w.message) for w in recwarn]
