@@ -16,7 +16,9 @@ Evaluation protocols (Qin et al., arXiv:1911.10688 section 4; Choe et al., CVPR 
 - ``"authors"``: resize the image to R x R (both sides, R = 256 for S = 224), centre-crop S x S;
   boxes are scaled by (R / w, R / h), shifted by the crop offset (-16 at 224) and clipped to
   [0, S - 1]; they stay floats. Without a crop (Tiny-ImageNet, 64 px) the image is resized to
-  S x S and the boxes are scaled and clipped.
+  S x S and the boxes are scaled and clipped. This is the geometrically exact image of the box
+  under the resize and crop; the authors' code instead scales x by 255 / w (y by 255 / h), shifts
+  by 15 and truncates to int (off by one pixel against 256 and 16), which we do not copy.
 - ``"wsolevaluation"``: resize the image to S x S; boxes are scaled by (S / w, S / h) and truncated
   to integers (``int()``, as wsolevaluation's ``resize_bbox`` does); no clipping.
 
