@@ -4,11 +4,15 @@ variant the authors' evaluation script ran (composed from the real configs, no r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from infocam_exp.data.base import ClassificationDataModule
 from infocam_exp.tables.aggregate import Column, Row, table_cells
-from tests.conftest import compose_cfg
+from tests.conftest import CONFIG_DIR, compose_cfg
 
 # The authors' training scripts (PAPER.md section 4): (lr, batch, ADL threshold or None)
 RECIPES = {
@@ -132,3 +136,11 @@ def test_real_data_tables_report_mi_under_the_test_label_distribution(table):
     assert [c.metric for c in mi] == ["test/mi_estimate@split_prior"]
     assert "test labels' distribution" in mi[0].label
     assert {"data/num_train", "data/num_test"} <= {c.metric for c in cfg.table.columns}
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml")))
+def test_every_datamodule_states_its_split_sizes(option):
+    # run() records split_sizes() of every DataModule: none may fall back to the base class's
+    # NotImplementedError (the runs of each are checked in the pipeline tests)
+    dm = instantiate(compose_cfg(f"data={option}").data, _convert_="all")
+    assert type(dm).split_class_counts is not ClassificationDataModule.split_class_counts

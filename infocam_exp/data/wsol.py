@@ -89,8 +89,9 @@ def alternate_halves(records: Sequence[ImageRecord]) -> tuple[list[ImageRecord],
     """Split records per class alternately: the 1st, 3rd, 5th, ... image of each class (in the
     given order) go to the first half (val), the 2nd, 4th, ... to the second (test).
 
-    This is the authors' split of the CUB test set (5,794 -> 2,916 val / 2,878 test) and of the
-    Tiny-ImageNet val set (10,000 -> 5,000 / 5,000); the order is the annotation file's order.
+    This is the authors' split of the CUB test set in images.txt order (5,794 -> 2,916 val /
+    2,878 test). Tiny-ImageNet's authors' halves follow their own file walk instead (shipped lists,
+    ``tiny_imagenet.wsol_splits``); alternating its val_annotations.txt order is the fallback.
     """
     seen: dict[int, int] = {}
     first: list[ImageRecord] = []
