@@ -87,3 +87,4 @@ def test_embedded_wsol_benchmark_end_to_end(tmp_path):
     for method in METHODS:
         assert 0.0 <= m[f"test/top1_loc@{method}_w3"] <= 1.0
     assert m["test/num_samples"] == 64
+    assert (m["data/num_train"], m["data/num_val"], m["data/num_test"]) == (256, 64, 64)
