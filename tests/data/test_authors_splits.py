@@ -181,3 +181,13 @@ def test_tiny_list_wnid_mismatch_is_an_error(tmp_path):
     wnids, _, _, val = read_tiny_imagenet(tmp_path)
     with pytest.raises(DataFormatError, match=r"val.txt:1: val_0.JPEG is class n99999999 here but n01000000"):
         select_tiny(val, wnids, read_tiny_list("val.txt", listed), "val.txt", tmp_path / "ann")
+
+
+def test_lists_are_declared_package_data():
+    import tomllib
+
+    from tests.conftest import REPO
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["infocam_exp.data"]
+    assert "splits/*.txt" in patterns and "splits/README.md" in patterns
