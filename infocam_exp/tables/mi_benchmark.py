@@ -143,7 +143,8 @@ def plot_benchmark(cells: Sequence[BenchmarkCell], path: Path) -> None:
     ax.set_xlabel("true I(X;Y) (nats)")
     ax.set_ylabel("estimate (nats)")
     ax.set_title(f"estimate vs truth, N = {n_max}/class")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     for ax, task in zip(axes[0, 1:], tasks, strict=True):
         for e in estimators:
             sel = sorted((c for c in cells if c.task == task and c.estimator == e and math.isfinite(c.bias)), key=lambda c: c.samples)
@@ -154,6 +155,8 @@ def plot_benchmark(cells: Sequence[BenchmarkCell], path: Path) -> None:
         ax.set_xlabel("training samples per class")
         ax.set_ylabel("bias (nats)")
         ax.set_title(task)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     save_figure(fig, path)
 
 
