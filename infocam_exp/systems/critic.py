@@ -62,8 +62,10 @@ class CriticSystem(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         x, y = batch[0], batch[1]
+        if len(y) < 2:  # a last batch of one sample has no marginal pair: skipped
+            return None
         logits = self.model(x)
         if self.mine is not None:
             loss, value = self.mine(logits, y)
