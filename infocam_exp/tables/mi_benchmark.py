@@ -129,7 +129,12 @@ def plot_benchmark(cells: Sequence[BenchmarkCell], path: Path) -> None:
     tasks = list(dict.fromkeys(c.task for c in cells))
     estimators = list(dict.fromkeys(c.estimator for c in cells))
     colours = {e: f"C{i % 10}" for i, e in enumerate(estimators)}
-    fig, axes = plt.subplots(1, 1 + len(tasks), figsize=(4.2 * (1 + len(tasks)), 3.8), squeeze=False)
+    ncols = min(3, 1 + len(tasks))
+    nrows = -(-(1 + len(tasks)) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
+    axes = grid.reshape(1, -1)
+    for extra in axes[0, 1 + len(tasks):]:
+        extra.axis("off")
     ax = axes[0, 0]
     n_max = max((c.samples for c in cells), default=0)
     lo, hi = math.inf, -math.inf
@@ -145,18 +150,22 @@ def plot_benchmark(cells: Sequence[BenchmarkCell], path: Path) -> None:
     ax.set_title(f"estimate vs truth, N = {n_max}/class")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    for ax, task in zip(axes[0, 1:], tasks, strict=True):
+    sizes = sorted({c.samples for c in cells})
+    for ax, task in zip(axes[0, 1 : 1 + len(tasks)], tasks, strict=True):
         for e in estimators:
             sel = sorted((c for c in cells if c.task == task and c.estimator == e and math.isfinite(c.bias)), key=lambda c: c.samples)
             if sel:
                 ax.errorbar([c.samples for c in sel], [c.bias for c in sel], yerr=[c.std for c in sel], marker="o", ms=3, capsize=2, color=colours[e], label=e)
         ax.axhline(0.0, color="k", lw=1)
         ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("training samples per class")
         ax.set_ylabel("bias (nats)")
         ax.set_title(task)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
+    fig.tight_layout()
     save_figure(fig, path)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from infocam_exp.data.mi_tasks import GaussianTaskDataModule
+from infocam_exp.losses.pc_softmax import log_pc_softmax
 from infocam_exp.estimators.bounds import (
     MINELoss,
     SplitBounds,
@@ -47,6 +48,16 @@ def test_label_factorised_forms_equal_the_score_matrix(name, matrix_fn):
     y[:3] = 5  # some label repeated, maybe one absent
     assert critic_scores(g, y)[3, 7] == g[3, y[7]]
     assert float(bound_from_logits(name, g, y)) == pytest.approx(float(matrix_fn(critic_scores(g, y))), abs=1e-10)
+
+
+def test_infonce_with_a_discrete_label_is_pc_softmax_with_the_batch_prior():
+    """sum_j exp T(x_i, y_j) = B sum_k p_batch(k) exp g_ik, so the InfoNCE term of sample i is
+    log PC_{y_i}(g(x_i)) with the batch's label frequencies as the prior."""
+    g = torch.randn(40, 5, dtype=torch.float64)
+    y = torch.randint(0, 5, (40,))
+    freq = torch.bincount(y, minlength=5).double() / 40
+    log_pc = log_pc_softmax(g, freq.log()).gather(1, y[:, None]).mean()
+    assert float(infonce(critic_scores(g, y))) == pytest.approx(float(log_pc), abs=1e-12)
 
 
 def test_split_bounds_equal_one_batch_and_shuffle_infonce_chunks():
