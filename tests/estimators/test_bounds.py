@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from infocam_exp.data.mi_tasks import GaussianTaskDataModule
-from infocam_exp.losses.pc_softmax import log_pc_softmax
 from infocam_exp.estimators.bounds import (
     MINELoss,
     SplitBounds,
@@ -19,6 +18,7 @@ from infocam_exp.estimators.bounds import (
     log_mean_exp_offdiag,
     nwj,
 )
+from infocam_exp.losses.pc_softmax import log_pc_softmax
 
 
 def test_hand_computed_two_by_two():
