@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -133,8 +132,6 @@ def run(
     start = time.perf_counter()
     try:
         pl.seed_everything(seed, workers=True, verbose=False)
-        if cfg.get("torch_threads"):  # small models on a shared CPU: one thread avoids spin-waits
-            torch.set_num_threads(int(cfg.torch_threads))
         dm = build_datamodule(cfg)
         direct = build_direct_estimator(cfg)
         if direct is not None:  # knn, gaussian: one call on the data, nothing is trained
