@@ -62,6 +62,13 @@ class CriticSystem(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.world_size > 1:
+            raise ValueError(
+                "the MI critics (estimator=infonce|nwj|mine) evaluate whole splits in one process; "
+                "run them with trainer=default or trainer=gpu, not trainer=ddp"
+            )
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         x, y = batch[0], batch[1]
         if len(y) < 2:  # a last batch of one sample has no marginal pair: skipped
