@@ -38,6 +38,7 @@ lint: setup  ## ruff on the package, scripts and tests
 # into outputs/tables/<table>.{md,csv,png}. Exits non-zero if any job of the grid is missing or
 # failed. ARGS="..." passes overrides to both steps (e.g. ARGS="paths.data_dir=/datasets").
 TABLE_mi := mi_synthetic
+TABLE_mi-bench := mi_benchmark
 TABLE_mnist := mnist
 TABLE_cifar-lt := cifar_lt
 TABLE_cub-pc := cub_pc
@@ -47,6 +48,7 @@ TABLE_wsol-tiny := wsol_tiny
 TABLES := $(patsubst TABLE_%,table-%,$(filter TABLE_%,$(.VARIABLES)))
 
 table-mi: ## Synthetic MI grid (48 jobs, ~ minutes on 2 CPU cores)
+table-mi-bench: ## MI-estimator benchmark: 5 tasks x 2 sizes x 7 estimators x 3 seeds (210 jobs)
 table-mnist: ## PC-softmax vs CE on imbalanced MNIST / Fashion-MNIST (18 jobs)
 table-cifar-lt: ## Long-tailed CIFAR-10/100, ResNet-32 (18 GPU jobs)
 table-cub-pc: ## CUB-200-2011 classification, Inception-V3 (18 jobs)

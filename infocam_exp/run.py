@@ -19,7 +19,12 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from infocam_exp.build import build_datamodule, build_system, build_trainer
+from infocam_exp.build import (
+    build_datamodule,
+    build_direct_estimator,
+    build_system,
+    build_trainer,
+)
 from infocam_exp.results import (
     METRICS_FILE,
     config_hash,
@@ -128,6 +133,12 @@ def run(
     try:
         pl.seed_everything(seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
+        direct = build_direct_estimator(cfg)
+        if direct is not None:  # knn, gaussian: one call on the data, nothing is trained
+            metrics = direct.estimate(dm)
+            record.update(status="complete", metrics=metrics, wall_time_s=time.perf_counter() - start)
+            write(record_path, record)
+            return metrics
         system = build_system(cfg, dm)
         trainer = build_trainer(cfg)
         last = output_dir / "checkpoints" / "last.ckpt"

@@ -41,6 +41,8 @@ def make_table(table_id: str, overrides: list[str] | None = None) -> int:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"+table={table_id}", *(overrides or [])], return_hydra_config=True)
     spec = cfg.table
+    if spec.get("builder"):  # a table with its own layout (e.g. mi_benchmark: bias, RMSE, wall time)
+        return instantiate(spec.builder, _partial_=True)(cfg=cfg, table_id=table_id)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
     columns = [Column(**OmegaConf.to_container(c, resolve=True)) for c in spec.columns]
     records = load_records(Path(spec.runs_dir))

@@ -1,0 +1,278 @@
+"""Gaussian classification tasks with known I(X;Y), for benchmarking MI estimators.
+
+x = f(z), z | y = k ~ N(m_k, I_d), with
+
+- ``layout="collinear"``: the paper's means mu_k (1, ..., 1) (mu = 0, +s, -s, +2s, ... with spacing
+  s); the truth is exact (1-D quadrature).
+- ``layout="sphere"``: K means drawn once (``means_seed``) uniformly on the sphere of ``radius``
+  in the informative dimensions; not collinear for K > 2 and >= 2 informative dimensions, so the
+  truth is a Monte Carlo mean over ``mc_samples`` (>= 10^6) draws with its standard error.
+- ``informative_dims = m < d``: the means are non-zero in the first m coordinates only; the other
+  d - m coordinates are pure noise, independent of y and of the rest, so I(X;Y) is that of the
+  m-dimensional task.
+- ``transform`` f, an invertible map applied to every sample (I(f(Z);Y) = I(Z;Y), Czyz et al.,
+  NeurIPS 2023): ``none``; ``asinh`` (component-wise); ``halfcube`` (z |z|^(1/2), component-wise);
+  ``spiral`` (x = R(v |z|^2) z, R(a) rotating every coordinate pair (0,1), (2,3), ... by the angle
+  a; the norm is preserved, so the inverse is R(-v |x|^2) x; needs d >= 2).
+
+All MI values in nats. The truth does not depend on ``seed`` (the data seed), so a benchmark may
+resample the data per seed and compare every draw with the same number.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from infocam_exp.data.synthetic import SyntheticGaussianDataModule, paper_means
+from infocam_exp.metrics.mi_truth import (
+    MIValue,
+    collinear_projection,
+    entropy,
+    mi_1d_quadrature,
+)
+
+log = logging.getLogger(__name__)
+
+TRANSFORMS = ("none", "asinh", "halfcube", "spiral")
+LAYOUTS = ("collinear", "sphere")
+
+
+def _rotate_pairs(x: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotate each coordinate pair (0,1), (2,3), ... of (N, d) ``x`` by the (N,) ``angle``."""
+    out = x.copy()
+    c, s = np.cos(angle), np.sin(angle)
+    for i in range(0, x.shape[1] - 1, 2):
+        a, b = x[:, i], x[:, i + 1]
+        out[:, i] = c * a - s * b
+        out[:, i + 1] = s * a + c * b
+    return out
+
+
+def apply_transform(z: np.ndarray, name: str, spiral_speed: float = 0.5) -> np.ndarray:
+    """x = f(z) for (N, d) ``z``; see the module docstring for the maps."""
+    z = np.asarray(z, dtype=np.float64)
+    if name == "none":
+        return z.copy()
+    if name == "asinh":
+        return np.arcsinh(z)
+    if name == "halfcube":
+        return z * np.sqrt(np.abs(z))
+    if name == "spiral":
+        _check_spiral(z.shape[1])
+        return _rotate_pairs(z, spiral_speed * (z * z).sum(1))
+    raise ValueError(f"data.transform={name!r} is not known: use one of {', '.join(TRANSFORMS)}")
+
+
+def invert_transform(x: np.ndarray, name: str, spiral_speed: float = 0.5) -> np.ndarray:
+    """z = f^-1(x), the exact inverse of ``apply_transform``."""
+    x = np.asarray(x, dtype=np.float64)
+    if name == "none":
+        return x.copy()
+    if name == "asinh":
+        return np.sinh(x)
+    if name == "halfcube":
+        return np.sign(x) * np.abs(x) ** (2.0 / 3.0)
+    if name == "spiral":
+        _check_spiral(x.shape[1])
+        return _rotate_pairs(x, -spiral_speed * (x * x).sum(1))
+    raise ValueError(f"data.transform={name!r} is not known: use one of {', '.join(TRANSFORMS)}")
+
+
+def _check_spiral(dim: int) -> None:
+    if dim < 2:
+        raise ValueError("data.transform=spiral rotates coordinate pairs and needs data.dim >= 2")
+
+
+def sphere_means(num_classes: int, dim: int, radius: float, seed: int) -> np.ndarray:
+    """(K, dim) points drawn uniformly on the sphere of ``radius`` (normalised Gaussians)."""
+    g = np.random.default_rng(seed).standard_normal((num_classes, dim))
+    return radius * g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+def _log_ratio_chunks(z: np.ndarray, y: np.ndarray, means: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    """(N,) log p(z|y) - log p(z) for identity-covariance Gaussians, without an (N, K, d) array."""
+    # -|z - m|^2 / 2 = -|z|^2/2 + z.m - |m|^2/2; the -|z|^2/2 term cancels in the ratio.
+    logits = z @ means.T - 0.5 * (means * means).sum(1)[None, :]
+    joint = logits + log_prior[None, :]
+    mx = joint.max(1, keepdims=True)
+    log_pz = mx[:, 0] + np.log(np.exp(joint - mx).sum(1))
+    return logits[np.arange(len(z)), y] - log_pz
+
+
+def pointwise_mi(z: np.ndarray, y: np.ndarray, means: np.ndarray, prior: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """(N,) point-wise MI log p(z|y)/p(z) in nats of (N, d) ``z`` with means (K, d), prior (K,)."""
+    log_prior = np.log(np.asarray(prior, dtype=np.float64) / np.sum(prior))
+    out = np.empty(len(z))
+    for a in range(0, len(z), chunk):
+        out[a : a + chunk] = _log_ratio_chunks(z[a : a + chunk], y[a : a + chunk], means, log_prior)
+    return out
+
+
+_TRUTH_CACHE: dict[tuple, MIValue] = {}
+
+
+def mixture_mi(means: np.ndarray, prior: np.ndarray, mc_samples: int = 1_000_000, seed: int = 0) -> MIValue:
+    """I(X;Y) of x|y=k ~ N(m_k, I): quadrature when the means are collinear, else Monte Carlo.
+
+    Like ``metrics.mi_truth.gaussian_mixture_mi`` but the Monte Carlo draws are processed in
+    chunks (no (N, K, d) array), and results are cached per (means, prior, samples, seed) so that a
+    sweep computes each task's truth once per process.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    prior = np.asarray(prior, dtype=np.float64) / np.sum(prior)
+    key = (means.tobytes(), means.shape, prior.tobytes(), int(mc_samples), int(seed))
+    if key in _TRUTH_CACHE:
+        return _TRUTH_CACHE[key]
+    t = collinear_projection(means)
+    if t is not None:
+        value = MIValue(mi_1d_quadrature(t, prior), 0.0, "quadrature")
+    else:
+        rng = np.random.default_rng(seed)
+        total, total_sq, n = 0.0, 0.0, 0
+        for a in range(0, mc_samples, 200_000):
+            m = min(200_000, mc_samples - a)
+            y = rng.choice(len(prior), size=m, p=prior)
+            z = means[y] + rng.standard_normal((m, means.shape[1]))
+            v = pointwise_mi(z, y, means, prior)
+            total, total_sq, n = total + v.sum(), total_sq + (v * v).sum(), n + m
+        mean = total / n
+        var = max(total_sq / n - mean * mean, 0.0) * n / (n - 1)
+        value = MIValue(float(mean), float(np.sqrt(var / n)), "monte_carlo")
+    _TRUTH_CACHE[key] = value
+    return value
+
+
+class GaussianTaskDataModule(SyntheticGaussianDataModule):
+    """A benchmark task: Gaussian classes, optional nuisance dimensions and invertible transform.
+
+    Args:
+        dim: d, the input dimension.
+        num_classes: K.
+        prior: "balanced", "imbalanced" (1:2:...:K), "steep" (geometric, largest class
+            ``imbalance_ratio`` times the smallest) or an explicit list of K training counts.
+        samples_per_class: training samples per class when balanced (the largest class otherwise
+            for "steep"; see ``class_counts``).
+        layout: "collinear" (the paper's means) or "sphere" (random means on a sphere).
+        spacing: collinear layout: mean spacing s (the paper's 2).
+        radius, means_seed: sphere layout: radius and the seed that draws the K means (fixed, so
+            every data seed sees the same task).
+        informative_dims: m, the number of coordinates carrying the means (None: all d).
+        transform: "none", "asinh", "halfcube" or "spiral".
+        spiral_speed: v of the spiral (radians per unit |z|^2).
+        imbalance_ratio: largest / smallest class count for ``prior="steep"``.
+        mc_samples: Monte Carlo draws for a non-collinear truth (>= 10^6 keeps its SE < 0.002).
+        batch_size: training batch; None: the paper's 2000, or a fifth of the training set if
+            that is smaller (at least five steps per epoch).
+        eval_fraction, eval_batch_size, seed: as ``SyntheticGaussianDataModule``.
+    """
+
+    def __init__(
+        self,
+        dim: int = 1,
+        num_classes: int = 5,
+        prior: str | Sequence[int] = "balanced",
+        samples_per_class: int = 2_000,
+        layout: str = "collinear",
+        spacing: float = 2.0,
+        radius: float = 3.0,
+        means_seed: int = 0,
+        informative_dims: int | None = None,
+        transform: str = "none",
+        spiral_speed: float = 0.5,
+        imbalance_ratio: float = 100.0,
+        mc_samples: int = 1_000_000,
+        eval_fraction: float = 0.2,
+        batch_size: int | None = None,
+        eval_batch_size: int = 10_000,
+        seed: int = 0,
+    ) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"data.layout={layout!r} is not known: use one of {', '.join(LAYOUTS)}")
+        if transform not in TRANSFORMS:
+            raise ValueError(f"data.transform={transform!r} is not known: use one of {', '.join(TRANSFORMS)}")
+        m = dim if informative_dims is None else int(informative_dims)
+        if not 1 <= m <= dim:
+            raise ValueError(f"data.informative_dims={informative_dims} must lie in [1, data.dim={dim}]")
+        if transform == "spiral":
+            _check_spiral(dim)
+        if num_classes >= 2 and prior == "steep":
+            if imbalance_ratio < 1:
+                raise ValueError(f"data.imbalance_ratio={imbalance_ratio} must be >= 1")
+            ratios = imbalance_ratio ** (-np.arange(num_classes) / (num_classes - 1))
+            prior = [max(1, round(samples_per_class * r)) for r in ratios]
+        super().__init__(
+            dim=dim,
+            num_classes=num_classes,
+            prior=prior,
+            samples_per_class=samples_per_class,
+            eval_fraction=eval_fraction,
+            means=paper_means(num_classes, spacing) if num_classes >= 2 else None,
+            batch_size=1,
+            eval_batch_size=eval_batch_size,
+            seed=seed,
+        )
+        # the paper's batch (2000), or five steps per epoch for small training sets
+        n_train = sum(self.train_counts)
+        self.batch_size = int(batch_size) if batch_size else min(2000, max(32, n_train // 5))
+        self.layout = layout
+        self.informative_dims = m
+        self.transform = transform
+        self.spiral_speed = float(spiral_speed)
+        self.mc_samples = int(mc_samples)
+        if layout == "collinear":
+            inner = np.asarray(self.mean_scalars)[:, None] * np.ones((1, m))
+        else:
+            inner = sphere_means(self.num_classes, m, radius, means_seed)
+        self._means = np.zeros((self.num_classes, self.dim))
+        self._means[:, :m] = inner
+        self.class_names = [f"class {k}" for k in range(self.num_classes)]
+
+    @property
+    def means(self) -> np.ndarray:
+        """(K, d) class means of z (before the transform)."""
+        return self._means
+
+    def _sample(self, counts: Sequence[int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.repeat_interleave(torch.arange(self.num_classes), torch.tensor(counts))
+        z = torch.from_numpy(self._means).float()[y] + torch.randn(len(y), self.dim, generator=gen)
+        x = apply_transform(z.numpy(), self.transform, self.spiral_speed)
+        return torch.from_numpy(x).float(), y
+
+    def truth(self) -> MIValue:
+        """I(X;Y) of the task (nats), from the informative coordinates' means and the prior."""
+        prior = np.asarray(self.train_counts, dtype=np.float64)
+        return mixture_mi(self._means[:, : self.informative_dims], prior / prior.sum(), self.mc_samples)
+
+    def reference_metrics(self) -> dict[str, float]:
+        """Truth with its SE (0 for quadrature), the test-set Monte Carlo value, H(Y), log K."""
+        self.setup()
+        prior = np.asarray(self.train_counts, dtype=np.float64)
+        prior /= prior.sum()
+        exact = self.truth()
+        x, y = self.splits["test"]
+        # The point-wise MI is invariant under f (the Jacobians cancel), so it is evaluated at
+        # f^-1(x); float32 storage limits the round trip to ~1e-6.
+        z = invert_transform(x.numpy().astype(np.float64), self.transform, self.spiral_speed)
+        pmi = pointwise_mi(z, y.numpy(), self._means, prior)
+        return {
+            "test/mi_true": exact.value,
+            "test/mi_true_se": exact.stderr,
+            "test/mi_true_mc": float(pmi.mean()),
+            "test/mi_true_mc_se": float(pmi.std(ddof=1) / np.sqrt(len(pmi))),
+            "test/entropy_y": entropy(prior),
+            "test/log_k": float(np.log(self.num_classes)),
+        }
+
+
+__all__ = [
+    "GaussianTaskDataModule",
+    "apply_transform",
+    "invert_transform",
+    "mixture_mi",
+    "pointwise_mi",
+    "sphere_means",
+]
