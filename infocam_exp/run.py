@@ -80,6 +80,20 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
+def _train_and_test(cfg: DictConfig, dm: Any, output_dir: Path) -> dict[str, Any]:
+    """Fit (resuming from ``checkpoints/last.ckpt`` when present), test, collect the metrics."""
+    system = build_system(cfg, dm)
+    trainer = build_trainer(cfg)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    resume_from = str(last) if cfg.get("resume", True) and last.exists() else None
+    if resume_from:
+        log.info("Resuming training from %s", resume_from)
+    trainer.fit(system, datamodule=dm, ckpt_path=resume_from)
+    test_ckpt = cfg.get("test_ckpt", "last")
+    trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None)
+    return collect_metrics(trainer, dm.reference_metrics())
+
+
 def run(
     cfg: DictConfig,
     output_dir: str | Path,
@@ -136,19 +150,8 @@ def run(
         direct = build_direct_estimator(cfg)
         if direct is not None:  # knn, gaussian: one call on the data, nothing is trained
             metrics = direct.estimate(dm)
-            record.update(status="complete", metrics=metrics, wall_time_s=time.perf_counter() - start)
-            write(record_path, record)
-            return metrics
-        system = build_system(cfg, dm)
-        trainer = build_trainer(cfg)
-        last = output_dir / "checkpoints" / "last.ckpt"
-        resume_from = str(last) if cfg.get("resume", True) and last.exists() else None
-        if resume_from:
-            log.info("Resuming training from %s", resume_from)
-        trainer.fit(system, datamodule=dm, ckpt_path=resume_from)
-        test_ckpt = cfg.get("test_ckpt", "last")
-        trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None)
-        metrics = collect_metrics(trainer, dm.reference_metrics())
+        else:
+            metrics = _train_and_test(cfg, dm, output_dir)
         # the splits as built (after lists, caps and hold-outs), whatever limit_*_batches ran
         metrics.update(dm.split_sizes())
     except BaseException as err:
