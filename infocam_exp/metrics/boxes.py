@@ -665,6 +665,52 @@ def threshold_ious(
     return iou_largest_levels.gather(1, cuts), best_any.gather(1, cuts)
 
 
+def _compiled_ious(
+    maps: Tensor,
+    gt_boxes: Tensor,
+    thresholds: Tensor,
+    gt_valid: Tensor | None,
+    normalize: bool,
+    threads: int,
+    want_any: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """The compiled CPU sweep (numba, parallel over maps); same results as :func:`threshold_ious`."""
+    import numba
+
+    from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious
+
+    if gt_boxes.ndim != 3 or gt_boxes.shape[-1] != 4 or gt_boxes.shape[0] != maps.shape[0]:
+        raise ValueError(f"gt_boxes must have shape (B, G, 4), got {tuple(gt_boxes.shape)}")
+    gt = gt_boxes.detach().to(device="cpu", dtype=torch.float64)
+    if gt_valid is None:
+        gt_valid = (gt >= 0).all(dim=-1)
+    valid = gt_valid.detach().to(device="cpu", dtype=torch.bool)
+    u8 = scoremaps_to_uint8(maps.detach().cpu(), normalize=normalize)
+    cuts = threshold_cuts(u8, thresholds)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        largest, best_any = compiled_threshold_ious(
+            u8.numpy(), cuts.numpy(), gt.numpy(), valid.numpy(), want_any=want_any
+        )
+    finally:
+        numba.set_num_threads(previous)
+    return torch.from_numpy(largest), torch.from_numpy(best_any)
+
+
+def compiled_sweep_available() -> bool:
+    """True when numba imports (the compiled CPU sweep's only requirement)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+BACKENDS = ("auto", "compiled", "torch")
+"""``auto``: the compiled sweep for CPU maps, the torch sweep for maps on another device."""
+
+
 def batched_threshold_ious(
     maps: Tensor,
     gt_boxes: Tensor,
@@ -673,29 +719,47 @@ def batched_threshold_ious(
     normalize: bool = True,
     max_pixels_per_chunk: int | None = None,
     workers: int | None = None,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
-    """:func:`threshold_ious` over chunks of images, the chunks in parallel threads on a CPU.
+    """:func:`threshold_ious` for a batch: compiled on a CPU, the torch sweep on a GPU.
 
-    The level sweep is a long chain of small, memory-bound tensor ops: torch's intra-op threads
-    barely speed one sweep up, but independent chunks swept by separate threads (each op
-    single-threaded) use the cores: 512 maps of 64 x 64 at 100 thresholds took 6.1 s on one
-    thread and 2.9 s on two threads (2 cores). Results do not depend on the chunking.
+    On a CPU (``backend="auto"`` or ``"compiled"``) a numba-compiled union-find sweeps each map
+    (the same semantics; tests hold both paths to one OpenCV reference and to each other), the
+    maps split over ``workers`` threads. Maps on another device use the torch sweep there
+    (``backend="torch"`` forces it on a CPU too), in chunks; on a CPU the chunks run on parallel
+    threads, each single-threaded (torch's intra-op threads barely speed one sweep up). Results do
+    not depend on the backend, the chunking or the thread count.
 
     Args:
         maps, gt_boxes, thresholds, gt_valid, normalize: as in :func:`threshold_ious`.
-        max_pixels_per_chunk: at most this many map pixels per sweep (about 40 bytes each live);
-            None: 2**21 on a CPU (fastest there in our measurements), 2**24 on a GPU.
-        workers: parallel sweeps on a CPU; None: ``torch.get_num_threads()`` (torch's intra-op
-            threads are set to 1 meanwhile and restored after). Sweeps on a GPU run one by one.
+        max_pixels_per_chunk: torch sweep only: at most this many map pixels per sweep (about
+            40 bytes each live); None: 2**21 on a CPU, 2**24 on a GPU.
+        workers: CPU threads (compiled: numba threads over maps; torch: parallel chunk sweeps);
+            None: ``torch.get_num_threads()``. Sweeps on a GPU run one by one.
+        backend: ``"auto"``, ``"compiled"`` (CPU maps only) or ``"torch"``.
 
     Returns:
         ``(iou_largest, iou_any)``, each ``(B, T)`` float64 on the maps' device.
     """
     if maps.ndim != 3:
         raise ValueError(f"maps must have shape (B, H, W), got {tuple(maps.shape)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     batch, height, width = maps.shape
+    on_cpu = maps.device.type == "cpu"
+    if backend == "compiled" and not on_cpu:
+        raise ValueError(
+            f"the compiled sweep runs on CPU maps, got maps on {maps.device}; move them with "
+            ".cpu() or use backend='torch'"
+        )
+    if backend == "auto" and on_cpu and not compiled_sweep_available():
+        log.warning("numba is not installed: using the slower torch sweep (pip install numba)")
+        backend = "torch"
+    if backend != "torch" and on_cpu:
+        threads = torch.get_num_threads() if workers is None else int(workers)
+        return _compiled_ious(maps, gt_boxes, thresholds, gt_valid, normalize, threads)
     if workers is None:
-        workers = torch.get_num_threads() if maps.device.type == "cpu" else 1
+        workers = torch.get_num_threads() if on_cpu else 1
     workers = max(1, min(int(workers), batch))
     if max_pixels_per_chunk is None:
         max_pixels_per_chunk = 2**21 if maps.device.type == "cpu" else 2**24
@@ -722,52 +786,3 @@ def batched_threshold_ious(
         finally:
             torch.set_num_threads(intra)
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def opencv_threshold_ious(
-    maps: Tensor,
-    gt_boxes: Tensor,
-    thresholds: Tensor,
-    gt_valid: Tensor | None = None,
-    normalize: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Per-image OpenCV reference for :func:`threshold_ious` (slow; for tests and benchmarks).
-
-    Re-implements the wsolevaluation procedure literally with ``cv2.threshold``,
-    ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, ``cv2.contourArea`` and
-    ``cv2.boundingRect``, one image and one threshold at a time, hole contours included.
-    Same arguments and return shapes as :func:`threshold_ious` (results on the CPU).
-    """
-    import cv2
-    import numpy as np
-
-    u8 = scoremaps_to_uint8(maps.detach().cpu(), normalize=normalize).numpy()
-    gt = gt_boxes.detach().cpu()
-    valid = (gt >= 0).all(dim=-1) if gt_valid is None else gt_valid.detach().cpu().bool()
-    taus = thresholds.detach().cpu().to(torch.float64).numpy()
-    batch, height, width = u8.shape
-    iou_largest = np.zeros((batch, len(taus)))
-    iou_any = np.zeros((batch, len(taus)))
-    for b in range(batch):
-        img = u8[b]
-        peak = img.max()
-        gt_b = gt[b][valid[b]]
-        for i, tau in enumerate(taus):
-            _, mask = cv2.threshold(img, int(tau * peak), 255, cv2.THRESH_BINARY)
-            contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-            boxes = []
-            for contour in contours:
-                x, y, w, h = cv2.boundingRect(contour)
-                boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-            if not boxes:
-                boxes = [[0, 0, 0, 0]]
-                best = 0
-            else:
-                best = max(range(len(contours)), key=lambda k: cv2.contourArea(contours[k]))
-            pred = torch.tensor(boxes, dtype=torch.int64)
-            if len(gt_b) == 0:
-                continue
-            iou = box_iou(pred[:, None, :], gt_b[None, :, :]).amax(dim=1)
-            iou_largest[b, i] = float(iou[best])
-            iou_any[b, i] = float(iou.max())
-    return torch.from_numpy(iou_largest), torch.from_numpy(iou_any)

@@ -1,6 +1,6 @@
 """Our batched box sweep against a literal per-image OpenCV reference (wsolevaluation procedure).
 
-The reference is :func:`infocam_exp.metrics.boxes.opencv_threshold_ious`: ``cv2.threshold``,
+The reference is :func:`tests.metrics.opencv_reference.opencv_threshold_ious`: ``cv2.threshold``,
 ``findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, ``contourArea``, ``boundingRect`` per image and
 threshold. The metrics must agree within 0.1 points on a varied set of maps.
 """
@@ -15,10 +15,10 @@ import torch
 from infocam_exp.metrics.boxes import (
     default_thresholds,
     euler_numbers,
-    opencv_threshold_ious,
     scoremaps_to_uint8,
     threshold_ious,
 )
+from tests.metrics.opencv_reference import opencv_threshold_ious
 
 
 def _blobs(g: torch.Generator, n: int, size: int, k: int, sigma: tuple[float, float]):
