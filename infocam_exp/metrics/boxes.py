@@ -67,9 +67,11 @@ _FORWARD8 = ((0, 1), (1, -1), (1, 0), (1, 1))
 _FORWARD4 = ((0, 1), (1, 0))
 
 
-def default_thresholds(num: int = 100, device: torch.device | str | None = None) -> Tensor:
+def default_thresholds(num: int = 1000, device: torch.device | str | None = None) -> Tensor:
     """Score-map thresholds ``[0, 1/num, ..., (num - 1)/num]`` as wsolevaluation builds them.
 
+    The default 1000 is wsolevaluation's ``cam_curve_interval=0.001`` (its ``config.py``
+    default; only its standalone ``evaluation.py`` command line uses 0.01, i.e. 100).
     Returns a float64 tensor of shape ``(num,)``, bit-identical to ``np.arange(0, 1, 1 / num)``
     (numpy fills ``i * step``), so that ``int(tau * 255)`` cuts agree with the reference.
     """
@@ -755,6 +757,9 @@ def batched_threshold_ious(
     if backend == "auto" and on_cpu and not compiled_sweep_available():
         log.warning("numba is not installed: using the slower torch sweep (pip install numba)")
         backend = "torch"
+    if batch == 0:
+        empty = torch.zeros(0, thresholds.numel(), dtype=torch.float64, device=maps.device)
+        return empty, empty.clone()
     if backend != "torch" and on_cpu:
         threads = torch.get_num_threads() if workers is None else int(workers)
         return _compiled_ious(maps, gt_boxes, thresholds, gt_valid, normalize, threads)
