@@ -124,8 +124,89 @@ def _euler_numbers(u8):
 
 
 @njit(cache=True, nogil=True)
-def _map_ious(u8, cuts, gt, gvalid, want_any, out_largest, out_any):
-    """One map: best IoU of the largest region (and of every contour) at each cut in ``cuts``."""
+def _filled_largest(flat, t, width, parent, area2, alive, kept, bgpar, border, acc):
+    """The region of ``flat > t`` with the largest OpenCV outer-contour area, holes included.
+
+    ``area2`` (half units) counts only windows of region pixels; OpenCV's outer contour also
+    covers the region's holes and whatever lies inside them. Labelling the background
+    (4-connected) at this cut gives every hole; a hole's own contour polygon (through the region
+    pixels around it) covers, per 2x2 window, half a unit when one corner is in the hole and a
+    whole unit when two or more are, so in half units a hole adds ``#windows(1 corner) +
+    2 #windows(2+ corners)`` plus the full areas of the islands inside it. The pixel left of a
+    region's (or hole's) raster-first pixel lies in whatever encloses it, so summing children into
+    parents in reverse raster order gives each region's filled area. Ties go to the region
+    starting last in raster order, as for ``area2``.
+    """
+    n = flat.shape[0]
+    height = n // width
+    for p in range(n):
+        if flat[p] > t:
+            continue
+        py = p // width
+        px = p - py * width
+        bgpar[p] = p
+        acc[p] = 0
+        border[p] = px == 0 or py == 0 or px == width - 1 or py == height - 1
+        r = p
+        if px > 0 and flat[p - 1] <= t:
+            r = _find(bgpar, p - 1)
+            bgpar[p] = r
+            border[r] = border[r] or border[p]
+        if py > 0 and flat[p - width] <= t:
+            r2 = _find(bgpar, p - width)
+            if r2 != r:
+                lo = min(r, r2)
+                hi = max(r, r2)
+                bgpar[hi] = lo
+                border[lo] = border[lo] or border[hi]
+    # hole polygons, window by window (a window's background corners form one or two components)
+    for wy in range(height - 1):
+        for wx in range(width - 1):
+            c0 = wy * width + wx
+            ha = -1
+            hb = -1
+            ka = 0
+            kb = 0
+            for j in range(4):
+                q = c0 + (j & 1) + (width if j >= 2 else 0)
+                if flat[q] > t:
+                    continue
+                h = _find(bgpar, q)
+                if h == ha or ha < 0:
+                    ha = h
+                    ka += 1
+                else:
+                    hb = h
+                    kb += 1
+            if ha >= 0 and not border[ha]:
+                acc[ha] += 1 if ka == 1 else 2
+            if hb >= 0 and not border[hb]:
+                acc[hb] += 1 if kb == 1 else 2
+    for i in range(kept):
+        r = alive[i]
+        acc[r] = area2[r]
+    for p in range(n - 1, -1, -1):
+        if flat[p] > t:
+            if parent[p] == p and p % width > 0:
+                h = _find(bgpar, p - 1)
+                if not border[h]:
+                    acc[h] += acc[p]
+        elif bgpar[p] == p and not border[p]:
+            acc[_find(parent, p - 1)] += acc[p]
+    best_area = -1
+    best_root = -1
+    for i in range(kept):
+        r = alive[i]
+        if acc[r] > best_area or (acc[r] == best_area and r > best_root):
+            best_area = acc[r]
+            best_root = r
+    return best_root
+
+
+@njit(cache=True, nogil=True)
+def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
+    """One map: best IoU of the largest region (and of every contour) at each cut in ``cuts``;
+    with ``want_boxes`` also the largest region's box (``[0, 0, 0, 0]`` for an empty mask)."""
     height, width = u8.shape
     n = height * width
     flat = u8.ravel()
@@ -136,8 +217,14 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, out_largest, out_any):
     lvl_largest = np.full(_NUM_LEVELS, empty_iou)
     lvl_any = np.full(_NUM_LEVELS, empty_iou)
     regions_at = np.zeros(_NUM_LEVELS, np.int64)
+    lvl_box = np.zeros((_NUM_LEVELS, 4), np.int64)
+    last_box = np.zeros(4, np.int64)
 
     order, start = _sort_by_value(flat)
+    euler = _euler_numbers(u8)  # regions - euler = holes, at every level
+    bgpar = np.empty(n, np.int32)
+    border = np.empty(n, np.bool_)
+    acc = np.empty(n, np.int64)
     parent = np.empty(n, np.int32)
     x0 = np.empty(n, np.int32)
     y0 = np.empty(n, np.int32)
@@ -262,8 +349,22 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, out_largest, out_any):
                         best_any = root_iou[r]
             n_alive = kept
             last_regions = kept
+            if kept > 1 and kept - euler[t] > 0:
+                # Holes at this cut: another region beats the largest one only if its hole-filled
+                # area can reach ours; the box bounds that area by (w - 1)(h - 1).
+                for i in range(kept):
+                    r = alive[i]
+                    if r != best_root and 2 * (x1[r] - x0[r]) * (y1[r] - y0[r]) >= best_area:
+                        best_root = _filled_largest(
+                            flat, t, width, parent, area2, alive, kept, bgpar, border, acc
+                        )
+                        break
             if kept:
                 r = best_root
+                last_box[0] = x0[r]
+                last_box[1] = y0[r]
+                last_box[2] = min(x1[r] + 1, width - 1)
+                last_box[3] = min(y1[r] + 1, height - 1)
                 if want_any and not dirty[r]:
                     last_largest = root_iou[r]
                 else:
@@ -274,12 +375,12 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, out_largest, out_any):
                 last_any = best_any
             changed = False
         lvl_largest[t] = last_largest
+        lvl_box[t] = last_box
         lvl_any[t] = last_any
         regions_at[t] = last_regions
 
     if want_any and n > 0:
         # --- holes: background regions not touching the border, only where some exist -------
-        euler = _euler_numbers(u8)
         has_holes = False
         for t in range(_NUM_LEVELS):
             if needed[t] and regions_at[t] - euler[t] > 0:
@@ -352,12 +453,26 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, out_largest, out_any):
     for i in range(cuts.shape[0]):
         out_largest[i] = lvl_largest[cuts[i]]
         out_any[i] = lvl_any[cuts[i]]
+        if want_boxes:
+            out_boxes[i] = lvl_box[cuts[i]]
 
 
 @njit(cache=True, parallel=True)
-def _batch_ious(u8, cuts, gt, gvalid, want_any, out_largest, out_any):
+def _batch_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
     for b in prange(u8.shape[0]):
-        _map_ious(u8[b], cuts[b], gt[b], gvalid[b], want_any, out_largest[b], out_any[b])
+        _map_ious(
+            u8[b], cuts[b], gt[b], gvalid[b], want_any, want_boxes,
+            out_largest[b], out_any[b], out_boxes[b],
+        )
+
+
+@njit(cache=True, nogil=True)
+def _batch_ious_serial(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
+    for b in range(u8.shape[0]):
+        _map_ious(
+            u8[b], cuts[b], gt[b], gvalid[b], want_any, want_boxes,
+            out_largest[b], out_any[b], out_boxes[b],
+        )
 
 
 def compiled_threshold_ious(
@@ -366,7 +481,9 @@ def compiled_threshold_ious(
     gt: np.ndarray,
     gvalid: np.ndarray,
     want_any: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
+    want_boxes: bool = False,
+    parallel: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Per-map, per-cut best IoUs of the largest region and (``want_any``) of every contour.
 
     Args:
@@ -375,23 +492,31 @@ def compiled_threshold_ious(
         gt: ``(B, G, 4)`` float64 ground-truth boxes.
         gvalid: ``(B, G)`` bool, False on padding rows.
         want_any: also compute MaxBoxAccV2's all-contour IoU (else the second output is zeros).
+        want_boxes: also return the largest region's boxes.
+        parallel: split the maps over numba's threads; False runs them in the calling thread
+            (safe to call from several Python threads at once).
 
     Returns:
-        ``(iou_largest, iou_any)``, each ``(B, T)`` float64. Runs on numba's current thread
+        ``(iou_largest, iou_any, boxes)``: ``(B, T)`` float64 each, and ``(B, T, 4)`` int64
+        ``[x0, y0, x1, y1]`` boxes (None without ``want_boxes``). Runs on numba's current thread
         count (``numba.set_num_threads``).
     """
     batch, num = cuts.shape
     out_largest = np.zeros((batch, num), np.float64)
     out_any = np.zeros((batch, num), np.float64)
+    out_boxes = np.zeros((batch, num if want_boxes else 0, 4), np.int64)
     if batch == 0 or num == 0 or u8.shape[1] * u8.shape[2] == 0:
-        return out_largest, out_any
-    _batch_ious(
+        return out_largest, out_any, (out_boxes if want_boxes else None)
+    kernel = _batch_ious if parallel else _batch_ious_serial
+    kernel(
         np.ascontiguousarray(u8),
         np.ascontiguousarray(cuts, dtype=np.int64),
         np.ascontiguousarray(gt, dtype=np.float64),
         np.ascontiguousarray(gvalid, dtype=np.bool_),
         bool(want_any),
+        bool(want_boxes),
         out_largest,
         out_any,
+        out_boxes,
     )
-    return out_largest, out_any
+    return out_largest, out_any, (out_boxes if want_boxes else None)

@@ -562,18 +562,27 @@ def sweep_levels(
             best = best.scatter_reduce(0, image, _take(root_iou, alive), reduce="amax")
             best_any[:, level] = torch.where(has, best, empty_iou)
     del state
+
+    # Holes (4-connected background regions not touching the border): regions minus the Euler
+    # number counts them per level, so the extra work below runs only on the (usually few) maps
+    # that have a hole at some read level.
+    read = (
+        torch.arange(NUM_LEVELS - 1, device=dev)
+        if levels is None
+        else levels.to(device=dev, dtype=torch.int64).unique()
+    )
+    holes_per_level = (regions - euler_numbers(u8))[:, read]
+    with_holes = (holes_per_level > 0).any(dim=1).nonzero().flatten()
+    if with_holes.numel():
+        # OpenCV's outer-contour area covers a region's holes; ``area2`` does not. The compiled
+        # sweep measures hole-filled areas exactly, so it picks the largest region on these maps.
+        largest[with_holes[:, None], read[None, :]] = _compiled_largest_boxes(
+            _take(u8, with_holes), read
+        ).to(dev)
     if best_any is None:
         return largest, None
 
-    # Hole contours (RETR_TREE lists them too) are 4-connected background regions that do not
-    # touch the border. Regions minus Euler number counts them per level, so the background sweep
-    # runs only on the (usually few) maps that have a hole at some level.
-    holes_per_level = regions - euler_numbers(u8)
-    if levels is not None:
-        holes_per_level = holes_per_level[:, levels.to(device=dev, dtype=torch.int64).unique()]
-    else:
-        holes_per_level = holes_per_level[:, : NUM_LEVELS - 1]
-    with_holes = (holes_per_level > 0).any(dim=1).nonzero().flatten()
+    # Hole contours (RETR_TREE lists them too) are scored for MaxBoxAccV2 by a background sweep.
     if with_holes.numel():
         hole_best = _hole_ious(
             _take(u8, with_holes), _take(gt_boxes, with_holes), _take(gt_valid, with_holes), levels
@@ -581,6 +590,24 @@ def sweep_levels(
         sub = _take(best_any, with_holes)
         best_any.index_copy_(0, with_holes, torch.maximum(sub, hole_best))
     return largest, best_any
+
+
+def _compiled_largest_boxes(u8: Tensor, levels: Tensor) -> Tensor:
+    """``(B, L, 4)`` int64 CPU boxes of the largest region (hole-filled area) at ``levels``."""
+    from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious
+
+    batch = u8.shape[0]
+    cuts = levels.cpu().to(torch.int64)[None, :].expand(batch, -1).numpy()
+    _, _, boxes = compiled_threshold_ious(
+        u8.cpu().numpy(),
+        cuts,
+        torch.zeros(batch, 0, 4, dtype=torch.float64).numpy(),
+        torch.zeros(batch, 0, dtype=torch.bool).numpy(),
+        want_any=False,
+        want_boxes=True,
+        parallel=False,  # may run inside the torch sweep's worker threads
+    )
+    return torch.from_numpy(boxes)
 
 
 def _hole_ious(
@@ -692,7 +719,7 @@ def _compiled_ious(
     previous = numba.get_num_threads()
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     try:
-        largest, best_any = compiled_threshold_ious(
+        largest, best_any, _ = compiled_threshold_ious(
             u8.numpy(), cuts.numpy(), gt.numpy(), valid.numpy(), want_any=want_any
         )
     finally:
