@@ -4,7 +4,8 @@ Same semantics as the torch sweep there (read that module's docstring): per map,
 the pixels entering in decreasing uint8 value (8-connected), each region carrying its bounding
 box and its contour area (in half units, from the 2x2-window rule), read at every needed cut; a
 second, rising sweep over the background (4-connected) gives the hole-border boxes, run only on
-maps whose Euler numbers show a hole at some needed cut. Maps are independent, so the batch is
+maps whose Euler numbers show a hole at some needed cut. At cuts with holes, the largest region
+is chosen by its hole-filled (OpenCV outer-contour) area, see :func:`_filled_largest`. Maps are independent, so the batch is
 split over numba's threads (``prange``). Compiled code is cached on disk (``cache=True``): the
 first call in a fresh environment compiles for some seconds, later processes load the cache.
 

@@ -11,7 +11,15 @@ Localization Methods Right", CVPR 2020) so that numbers computed here agree with
    outer borders). A region's box is its pixel bounding box written ``[x0, y0, x0 + w, y0 + h]``
    with ``x1`` clipped to ``W - 1`` and ``y1`` to ``H - 1`` (wsolevaluation's convention, kept
    verbatim so that IoUs agree). No region gives the box ``[0, 0, 0, 0]``.
-5. The "largest" region is the one with the largest OpenCV ``contourArea`` of its outer border.
+5. The "largest" region is the one with the largest OpenCV ``contourArea`` of its outer border
+   (which covers the region's holes); ties go to the region whose first pixel comes last in
+   raster order, as ``max(contours, key=cv2.contourArea)`` on OpenCV's contour order (reverse
+   raster order of each region's first pixel, as observed with OpenCV 4/5).
+
+Two implementations, one semantics: on a CPU :func:`batched_threshold_ious` runs a compiled (numba)
+form of the sweep below, one map per thread (:mod:`infocam_exp.metrics._boxes_compiled`); maps on
+a GPU use the batched torch form here. Tests hold both to an independent per-image OpenCV
+reference (tests/metrics/opencv_reference.py) and to each other, IoU for IoU.
 
 How it is computed: thresholds only matter through the integer cut ``int(tau * max(u8))``, so at
 most 256 distinct binary masks exist per map, and they are nested. Instead of labelling each mask
@@ -20,8 +28,8 @@ adding the pixels whose value equals ``cut + 1`` and merging regions with a unio
 tensors (all images of the batch at once; the only Python loop is over the levels, and only the
 levels that the thresholds use are read: the pixels between two of them enter in one step). Each
 region keeps its bounding box and its contour area as running reductions, so every level costs
-work proportional to the pixels that change there, not to the image size. On a CPU,
-:func:`batched_threshold_ious` sweeps chunks of a batch on parallel threads.
+work proportional to the pixels that change there, not to the image size. The torch form sweeps
+chunks of a batch (on parallel threads on a CPU).
 
 Contour area without tracing contours: the polygon through the centres of a region's outer
 boundary pixels covers exactly the dual-grid unit squares (2x2 pixel windows) whose four corners
@@ -38,15 +46,14 @@ maps that have a hole at some level: regions minus the Euler number (Gray's bit-
 a running sum over levels) counts holes without labelling them. A hole border's bounding box is
 the hole's pixel box grown by one pixel on each side.
 
-Known, documented departures from OpenCV (measured in tests/metrics/test_boxes_opencv_agreement.py):
-
-* OpenCV's outer-contour area also covers the region's holes; ours counts only windows whose
-  corners are region pixels, so a region with holes is under-measured. This can change which
-  region is "largest" only on maps with holes and only when two regions have nearly equal area
-  (noisy maps; smooth CAM-like maps agree exactly).
-* Ties in area are broken like ``max(contours, key=cv2.contourArea)`` on OpenCV's contour order
-  (reverse raster order of each region's first pixel, as observed with OpenCV 4/5): the region
-  starting last in raster order.
+Holes and the largest region: the running area above counts only windows of region pixels, while
+OpenCV's outer contour also covers the region's holes (and anything inside them). Where a cut has
+a hole (regions minus Euler number > 0) and another region's box could hold more area than the
+running leader, the compiled sweep labels the background at that cut and adds each hole's own
+contour area (half a unit per window with one corner in the hole, a unit per window with two or
+more) and the filled areas of the islands inside it, giving OpenCV's area exactly; the torch form
+hands the maps that have holes at a read level to the compiled sweep for their largest-region
+boxes (on the CPU; CAM-like maps rarely have holes).
 """
 
 from __future__ import annotations
