@@ -476,6 +476,52 @@ def _batch_ious_serial(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, 
         )
 
 
+@njit(cache=True, nogil=True)
+def _map_to_uint8(m, out):
+    """wsolevaluation's min-max normalisation and ``trunc(x * 255)`` in the map's own dtype.
+
+    The same IEEE operations in the same order as ``boxes.scoremaps_to_uint8`` (subtract the
+    minimum, divide by the maximum of the result, multiply by 255), so the bytes are identical.
+    """
+    height, width = m.shape
+    lo = m[0, 0]
+    for y in range(height):
+        for x in range(width):
+            v = m[y, x]
+            if np.isnan(v):
+                out[:, :] = 0
+                return
+            if v < lo:
+                lo = v
+    span = m[0, 0] - lo
+    for y in range(height):
+        for x in range(width):
+            d = m[y, x] - lo
+            if d > span:
+                span = d
+    if span == 0:
+        out[:, :] = 0
+        return
+    scale = np.float32(255.0)
+    for y in range(height):
+        for x in range(width):
+            out[y, x] = np.uint8(((m[y, x] - lo) / span) * scale)
+
+
+@njit(cache=True, parallel=True)
+def _batch_to_uint8(maps, out):
+    for b in prange(maps.shape[0]):
+        _map_to_uint8(maps[b], out[b])
+
+
+def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
+    """``(B, H, W)`` float32/float64 maps, min-max normalised, to uint8, in parallel."""
+    out = np.empty(maps.shape, np.uint8)
+    if maps.size:
+        _batch_to_uint8(np.ascontiguousarray(maps), out)
+    return out
+
+
 def compiled_threshold_ious(
     u8: np.ndarray,
     cuts: np.ndarray,

@@ -713,19 +713,25 @@ def _compiled_ious(
     """The compiled CPU sweep (numba, parallel over maps); same results as :func:`threshold_ious`."""
     import numba
 
-    from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious
+    from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious, maps_to_uint8
 
+    if maps.ndim != 3:
+        raise ValueError(f"maps must have shape (B, H, W), got {tuple(maps.shape)}")
     if gt_boxes.ndim != 3 or gt_boxes.shape[-1] != 4 or gt_boxes.shape[0] != maps.shape[0]:
         raise ValueError(f"gt_boxes must have shape (B, G, 4), got {tuple(gt_boxes.shape)}")
     gt = gt_boxes.detach().to(device="cpu", dtype=torch.float64)
     if gt_valid is None:
         gt_valid = (gt >= 0).all(dim=-1)
     valid = gt_valid.detach().to(device="cpu", dtype=torch.bool)
-    u8 = scoremaps_to_uint8(maps.detach().cpu(), normalize=normalize)
-    cuts = threshold_cuts(u8, thresholds)
     previous = numba.get_num_threads()
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     try:
+        host = maps.detach().cpu()
+        if normalize and maps.ndim == 3 and host.dtype in (torch.float32, torch.float64):
+            u8 = torch.from_numpy(maps_to_uint8(host.numpy()))
+        else:
+            u8 = scoremaps_to_uint8(host, normalize=normalize)
+        cuts = threshold_cuts(u8, thresholds)
         largest, best_any, _ = compiled_threshold_ious(
             u8.numpy(), cuts.numpy(), gt.numpy(), valid.numpy(), want_any=want_any
         )

@@ -181,3 +181,21 @@ def test_backend_errors_name_the_fix():
         batched_threshold_ious(maps.to("meta"), gt, default_thresholds(10), backend="compiled")
     with pytest.raises(ValueError, match="gt_boxes must have shape"):
         batched_threshold_ious(maps, gt[0], default_thresholds(10))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_uint8_conversion_is_byte_identical(dtype):
+    from infocam_exp.metrics._boxes_compiled import maps_to_uint8
+    from infocam_exp.metrics.boxes import scoremaps_to_uint8
+
+    g = torch.Generator().manual_seed(7)
+    maps = torch.randn(12, 33, 29, generator=g, dtype=torch.float64).to(dtype)
+    maps[:4] *= 1e4  # wide ranges
+    maps[4:6] = maps[4:6] * 1e-6 + 3.0  # narrow ranges far from zero
+    maps[6, 2, 3] = float("nan")
+    maps[7] = -2.5  # constant
+    got = maps_to_uint8(maps.numpy())
+    assert torch.equal(torch.from_numpy(got), scoremaps_to_uint8(maps))
+    want = [normalize_to_uint8(m) for m in maps.numpy()]  # the independent numpy reference
+    assert all((got[i] == want[i]).all() for i in range(len(want)))
+    assert got[6].max() == 0 and got[7].max() == 0 and got[0].max() == 255
