@@ -210,7 +210,7 @@ def evaluate(
         batch_size: heatmaps per batch (same-shape maps are batched together).
         allow_nan: score NaN maps as zero maps instead of raising.
         normalize: min-max normalise each map (False: maps must already lie in [0, 1]).
-        progress: tqdm bar; None shows it on a terminal only.
+        progress: tqdm bar with maps/s (heatmaps read and scored); None: on a terminal only.
 
     Returns:
         ``{"metrics": {name: float (percent)}, "curves": {name: [float per threshold]},
@@ -328,8 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads",
         type=int,
         default=0,
-        help="CPU threads: that many chunks of maps are swept in parallel, each single-threaded "
-        "(default 0: torch's thread count, one per core)",
+        help="CPU threads of the compiled box sweep, maps in parallel (default 0: torch's "
+        "thread count, one per core)",
     )
     parser.add_argument(
         "--allow-nan", action="store_true", help="score NaN heatmaps as all-zero maps"

@@ -9,5 +9,5 @@ PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 timeout 240 "$PY" scripts/gpu_check.py --steps "${STEPS:-200}" --batch "${BATCH:-64}"
 if [ -f scripts/bench_box_eval.py ]; then
-  timeout 120 "$PY" scripts/bench_box_eval.py --device cuda || echo "bench_box_eval failed"
+  timeout 300 "$PY" scripts/bench_box_eval.py --device cuda --maps 100 --torch-maps 100 --opencv-maps 2 --kinds smooth || echo "bench_box_eval failed"
 fi

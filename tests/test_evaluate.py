@@ -14,7 +14,8 @@ from infocam_exp.evaluate import (
     main,
     rescale_boxes,
 )
-from infocam_exp.metrics.boxes import default_thresholds, opencv_threshold_ious
+from infocam_exp.metrics.boxes import default_thresholds
+from tests.metrics.opencv_reference import opencv_threshold_ious
 
 
 def _write_split(root: Path, ids, sizes, boxes, labels=True) -> Path:

@@ -43,7 +43,8 @@ class LocalizationEvaluation(pl.Callback):
         window: side of the authors' summing window (None: no window), or a list of sides to
             evaluate several in one run; a method with window k > 1 is reported as
             ``<method>_w<k>`` (e.g. ``infocam_w3``), without a window as ``<method>``.
-        thresholds: number N of thresholds 0, 1/N, ..., (N-1)/N (wsolevaluation: 100 in training).
+        thresholds: number N of thresholds 0, 1/N, ..., (N-1)/N (default 1000, as wsolevaluation's
+            ``cam_curve_interval=0.001`` default, in training and for its final numbers).
         fixed_threshold: tau of the fixed-threshold metrics (authors: 0.2).
         iou_thresholds: IoUs averaged by MaxBoxAccV2.
         val_every_epoch: evaluate localisation at every validation epoch (else only the last one,
@@ -56,7 +57,7 @@ class LocalizationEvaluation(pl.Callback):
         self,
         methods: Sequence[str] = ("cam", "infocam"),
         window: int | Sequence[int | None] | None = None,
-        thresholds: int = 100,
+        thresholds: int = 1000,
         fixed_threshold: float = 0.2,
         iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
         val_every_epoch: bool = False,

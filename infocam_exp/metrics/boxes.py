@@ -11,7 +11,15 @@ Localization Methods Right", CVPR 2020) so that numbers computed here agree with
    outer borders). A region's box is its pixel bounding box written ``[x0, y0, x0 + w, y0 + h]``
    with ``x1`` clipped to ``W - 1`` and ``y1`` to ``H - 1`` (wsolevaluation's convention, kept
    verbatim so that IoUs agree). No region gives the box ``[0, 0, 0, 0]``.
-5. The "largest" region is the one with the largest OpenCV ``contourArea`` of its outer border.
+5. The "largest" region is the one with the largest OpenCV ``contourArea`` of its outer border
+   (which covers the region's holes); ties go to the region whose first pixel comes last in
+   raster order, as ``max(contours, key=cv2.contourArea)`` on OpenCV's contour order (reverse
+   raster order of each region's first pixel, as observed with OpenCV 4/5).
+
+Two implementations, one semantics: on a CPU :func:`batched_threshold_ious` runs a compiled (numba)
+form of the sweep below, one map per thread (:mod:`infocam_exp.metrics._boxes_compiled`); maps on
+a GPU use the batched torch form here. Tests hold both to an independent per-image OpenCV
+reference (tests/metrics/opencv_reference.py) and to each other, IoU for IoU.
 
 How it is computed: thresholds only matter through the integer cut ``int(tau * max(u8))``, so at
 most 256 distinct binary masks exist per map, and they are nested. Instead of labelling each mask
@@ -20,8 +28,8 @@ adding the pixels whose value equals ``cut + 1`` and merging regions with a unio
 tensors (all images of the batch at once; the only Python loop is over the levels, and only the
 levels that the thresholds use are read: the pixels between two of them enter in one step). Each
 region keeps its bounding box and its contour area as running reductions, so every level costs
-work proportional to the pixels that change there, not to the image size. On a CPU,
-:func:`batched_threshold_ious` sweeps chunks of a batch on parallel threads.
+work proportional to the pixels that change there, not to the image size. The torch form sweeps
+chunks of a batch (on parallel threads on a CPU).
 
 Contour area without tracing contours: the polygon through the centres of a region's outer
 boundary pixels covers exactly the dual-grid unit squares (2x2 pixel windows) whose four corners
@@ -38,15 +46,14 @@ maps that have a hole at some level: regions minus the Euler number (Gray's bit-
 a running sum over levels) counts holes without labelling them. A hole border's bounding box is
 the hole's pixel box grown by one pixel on each side.
 
-Known, documented departures from OpenCV (measured in tests/metrics/test_boxes_opencv_agreement.py):
-
-* OpenCV's outer-contour area also covers the region's holes; ours counts only windows whose
-  corners are region pixels, so a region with holes is under-measured. This can change which
-  region is "largest" only on maps with holes and only when two regions have nearly equal area
-  (noisy maps; smooth CAM-like maps agree exactly).
-* Ties in area are broken like ``max(contours, key=cv2.contourArea)`` on OpenCV's contour order
-  (reverse raster order of each region's first pixel, as observed with OpenCV 4/5): the region
-  starting last in raster order.
+Holes and the largest region: the running area above counts only windows of region pixels, while
+OpenCV's outer contour also covers the region's holes (and anything inside them). Where a cut has
+a hole (regions minus Euler number > 0) and another region's box could hold more area than the
+running leader, the compiled sweep labels the background at that cut and adds each hole's own
+contour area (half a unit per window with one corner in the hole, a unit per window with two or
+more) and the filled areas of the islands inside it, giving OpenCV's area exactly; the torch form
+hands the maps that have holes at a read level to the compiled sweep for their largest-region
+boxes (on the CPU; CAM-like maps rarely have holes).
 """
 
 from __future__ import annotations
@@ -67,9 +74,11 @@ _FORWARD8 = ((0, 1), (1, -1), (1, 0), (1, 1))
 _FORWARD4 = ((0, 1), (1, 0))
 
 
-def default_thresholds(num: int = 100, device: torch.device | str | None = None) -> Tensor:
+def default_thresholds(num: int = 1000, device: torch.device | str | None = None) -> Tensor:
     """Score-map thresholds ``[0, 1/num, ..., (num - 1)/num]`` as wsolevaluation builds them.
 
+    The default 1000 is wsolevaluation's ``cam_curve_interval=0.001`` (its ``config.py``
+    default; only its standalone ``evaluation.py`` command line uses 0.01, i.e. 100).
     Returns a float64 tensor of shape ``(num,)``, bit-identical to ``np.arange(0, 1, 1 / num)``
     (numpy fills ``i * step``), so that ``int(tau * 255)`` cuts agree with the reference.
     """
@@ -560,18 +569,27 @@ def sweep_levels(
             best = best.scatter_reduce(0, image, _take(root_iou, alive), reduce="amax")
             best_any[:, level] = torch.where(has, best, empty_iou)
     del state
+
+    # Holes (4-connected background regions not touching the border): regions minus the Euler
+    # number counts them per level, so the extra work below runs only on the (usually few) maps
+    # that have a hole at some read level.
+    read = (
+        torch.arange(NUM_LEVELS - 1, device=dev)
+        if levels is None
+        else levels.to(device=dev, dtype=torch.int64).unique()
+    )
+    holes_per_level = (regions - euler_numbers(u8))[:, read]
+    with_holes = (holes_per_level > 0).any(dim=1).nonzero().flatten()
+    if with_holes.numel():
+        # OpenCV's outer-contour area covers a region's holes; ``area2`` does not. The compiled
+        # sweep measures hole-filled areas exactly, so it picks the largest region on these maps.
+        largest[with_holes[:, None], read[None, :]] = _compiled_largest_boxes(
+            _take(u8, with_holes), read
+        ).to(dev)
     if best_any is None:
         return largest, None
 
-    # Hole contours (RETR_TREE lists them too) are 4-connected background regions that do not
-    # touch the border. Regions minus Euler number counts them per level, so the background sweep
-    # runs only on the (usually few) maps that have a hole at some level.
-    holes_per_level = regions - euler_numbers(u8)
-    if levels is not None:
-        holes_per_level = holes_per_level[:, levels.to(device=dev, dtype=torch.int64).unique()]
-    else:
-        holes_per_level = holes_per_level[:, : NUM_LEVELS - 1]
-    with_holes = (holes_per_level > 0).any(dim=1).nonzero().flatten()
+    # Hole contours (RETR_TREE lists them too) are scored for MaxBoxAccV2 by a background sweep.
     if with_holes.numel():
         hole_best = _hole_ious(
             _take(u8, with_holes), _take(gt_boxes, with_holes), _take(gt_valid, with_holes), levels
@@ -579,6 +597,24 @@ def sweep_levels(
         sub = _take(best_any, with_holes)
         best_any.index_copy_(0, with_holes, torch.maximum(sub, hole_best))
     return largest, best_any
+
+
+def _compiled_largest_boxes(u8: Tensor, levels: Tensor) -> Tensor:
+    """``(B, L, 4)`` int64 CPU boxes of the largest region (hole-filled area) at ``levels``."""
+    from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious
+
+    batch = u8.shape[0]
+    cuts = levels.cpu().to(torch.int64)[None, :].expand(batch, -1).numpy()
+    _, _, boxes = compiled_threshold_ious(
+        u8.cpu().numpy(),
+        cuts,
+        torch.zeros(batch, 0, 4, dtype=torch.float64).numpy(),
+        torch.zeros(batch, 0, dtype=torch.bool).numpy(),
+        want_any=False,
+        want_boxes=True,
+        parallel=False,  # may run inside the torch sweep's worker threads
+    )
+    return torch.from_numpy(boxes)
 
 
 def _hole_ious(
@@ -665,6 +701,58 @@ def threshold_ious(
     return iou_largest_levels.gather(1, cuts), best_any.gather(1, cuts)
 
 
+def _compiled_ious(
+    maps: Tensor,
+    gt_boxes: Tensor,
+    thresholds: Tensor,
+    gt_valid: Tensor | None,
+    normalize: bool,
+    threads: int,
+    want_any: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """The compiled CPU sweep (numba, parallel over maps); same results as :func:`threshold_ious`."""
+    import numba
+
+    from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious, maps_to_uint8
+
+    if maps.ndim != 3:
+        raise ValueError(f"maps must have shape (B, H, W), got {tuple(maps.shape)}")
+    if gt_boxes.ndim != 3 or gt_boxes.shape[-1] != 4 or gt_boxes.shape[0] != maps.shape[0]:
+        raise ValueError(f"gt_boxes must have shape (B, G, 4), got {tuple(gt_boxes.shape)}")
+    gt = gt_boxes.detach().to(device="cpu", dtype=torch.float64)
+    if gt_valid is None:
+        gt_valid = (gt >= 0).all(dim=-1)
+    valid = gt_valid.detach().to(device="cpu", dtype=torch.bool)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        host = maps.detach().cpu()
+        if normalize and maps.ndim == 3 and host.dtype in (torch.float32, torch.float64):
+            u8 = torch.from_numpy(maps_to_uint8(host.numpy()))
+        else:
+            u8 = scoremaps_to_uint8(host, normalize=normalize)
+        cuts = threshold_cuts(u8, thresholds)
+        largest, best_any, _ = compiled_threshold_ious(
+            u8.numpy(), cuts.numpy(), gt.numpy(), valid.numpy(), want_any=want_any
+        )
+    finally:
+        numba.set_num_threads(previous)
+    return torch.from_numpy(largest), torch.from_numpy(best_any)
+
+
+def compiled_sweep_available() -> bool:
+    """True when numba imports (the compiled CPU sweep's only requirement)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+BACKENDS = ("auto", "compiled", "torch")
+"""``auto``: the compiled sweep for CPU maps, the torch sweep for maps on another device."""
+
+
 def batched_threshold_ious(
     maps: Tensor,
     gt_boxes: Tensor,
@@ -673,29 +761,50 @@ def batched_threshold_ious(
     normalize: bool = True,
     max_pixels_per_chunk: int | None = None,
     workers: int | None = None,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
-    """:func:`threshold_ious` over chunks of images, the chunks in parallel threads on a CPU.
+    """:func:`threshold_ious` for a batch: compiled on a CPU, the torch sweep on a GPU.
 
-    The level sweep is a long chain of small, memory-bound tensor ops: torch's intra-op threads
-    barely speed one sweep up, but independent chunks swept by separate threads (each op
-    single-threaded) use the cores: 512 maps of 64 x 64 at 100 thresholds took 6.1 s on one
-    thread and 2.9 s on two threads (2 cores). Results do not depend on the chunking.
+    On a CPU (``backend="auto"`` or ``"compiled"``) a numba-compiled union-find sweeps each map
+    (the same semantics; tests hold both paths to one OpenCV reference and to each other), the
+    maps split over ``workers`` threads. Maps on another device use the torch sweep there
+    (``backend="torch"`` forces it on a CPU too), in chunks; on a CPU the chunks run on parallel
+    threads, each single-threaded (torch's intra-op threads barely speed one sweep up). Results do
+    not depend on the backend, the chunking or the thread count.
 
     Args:
         maps, gt_boxes, thresholds, gt_valid, normalize: as in :func:`threshold_ious`.
-        max_pixels_per_chunk: at most this many map pixels per sweep (about 40 bytes each live);
-            None: 2**21 on a CPU (fastest there in our measurements), 2**24 on a GPU.
-        workers: parallel sweeps on a CPU; None: ``torch.get_num_threads()`` (torch's intra-op
-            threads are set to 1 meanwhile and restored after). Sweeps on a GPU run one by one.
+        max_pixels_per_chunk: torch sweep only: at most this many map pixels per sweep (about
+            40 bytes each live); None: 2**21 on a CPU, 2**24 on a GPU.
+        workers: CPU threads (compiled: numba threads over maps; torch: parallel chunk sweeps);
+            None: ``torch.get_num_threads()``. Sweeps on a GPU run one by one.
+        backend: ``"auto"``, ``"compiled"`` (CPU maps only) or ``"torch"``.
 
     Returns:
         ``(iou_largest, iou_any)``, each ``(B, T)`` float64 on the maps' device.
     """
     if maps.ndim != 3:
         raise ValueError(f"maps must have shape (B, H, W), got {tuple(maps.shape)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     batch, height, width = maps.shape
+    on_cpu = maps.device.type == "cpu"
+    if backend == "compiled" and not on_cpu:
+        raise ValueError(
+            f"the compiled sweep runs on CPU maps, got maps on {maps.device}; move them with "
+            ".cpu() or use backend='torch'"
+        )
+    if backend == "auto" and on_cpu and not compiled_sweep_available():
+        log.warning("numba is not installed: using the slower torch sweep (pip install numba)")
+        backend = "torch"
+    if batch == 0:
+        empty = torch.zeros(0, thresholds.numel(), dtype=torch.float64, device=maps.device)
+        return empty, empty.clone()
+    if backend != "torch" and on_cpu:
+        threads = torch.get_num_threads() if workers is None else int(workers)
+        return _compiled_ious(maps, gt_boxes, thresholds, gt_valid, normalize, threads)
     if workers is None:
-        workers = torch.get_num_threads() if maps.device.type == "cpu" else 1
+        workers = torch.get_num_threads() if on_cpu else 1
     workers = max(1, min(int(workers), batch))
     if max_pixels_per_chunk is None:
         max_pixels_per_chunk = 2**21 if maps.device.type == "cpu" else 2**24
@@ -722,52 +831,3 @@ def batched_threshold_ious(
         finally:
             torch.set_num_threads(intra)
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def opencv_threshold_ious(
-    maps: Tensor,
-    gt_boxes: Tensor,
-    thresholds: Tensor,
-    gt_valid: Tensor | None = None,
-    normalize: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Per-image OpenCV reference for :func:`threshold_ious` (slow; for tests and benchmarks).
-
-    Re-implements the wsolevaluation procedure literally with ``cv2.threshold``,
-    ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, ``cv2.contourArea`` and
-    ``cv2.boundingRect``, one image and one threshold at a time, hole contours included.
-    Same arguments and return shapes as :func:`threshold_ious` (results on the CPU).
-    """
-    import cv2
-    import numpy as np
-
-    u8 = scoremaps_to_uint8(maps.detach().cpu(), normalize=normalize).numpy()
-    gt = gt_boxes.detach().cpu()
-    valid = (gt >= 0).all(dim=-1) if gt_valid is None else gt_valid.detach().cpu().bool()
-    taus = thresholds.detach().cpu().to(torch.float64).numpy()
-    batch, height, width = u8.shape
-    iou_largest = np.zeros((batch, len(taus)))
-    iou_any = np.zeros((batch, len(taus)))
-    for b in range(batch):
-        img = u8[b]
-        peak = img.max()
-        gt_b = gt[b][valid[b]]
-        for i, tau in enumerate(taus):
-            _, mask = cv2.threshold(img, int(tau * peak), 255, cv2.THRESH_BINARY)
-            contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-            boxes = []
-            for contour in contours:
-                x, y, w, h = cv2.boundingRect(contour)
-                boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-            if not boxes:
-                boxes = [[0, 0, 0, 0]]
-                best = 0
-            else:
-                best = max(range(len(contours)), key=lambda k: cv2.contourArea(contours[k]))
-            pred = torch.tensor(boxes, dtype=torch.int64)
-            if len(gt_b) == 0:
-                continue
-            iou = box_iou(pred[:, None, :], gt_b[None, :, :]).amax(dim=1)
-            iou_largest[b, i] = float(iou[best])
-            iou_any[b, i] = float(iou.max())
-    return torch.from_numpy(iou_largest), torch.from_numpy(iou_any)

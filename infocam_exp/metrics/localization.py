@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from infocam_exp.metrics.boxes import batched_threshold_ious, default_thresholds
+from infocam_exp.metrics.boxes import BACKENDS, batched_threshold_ious, default_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +37,27 @@ class LocalizationMetrics(Metric):
 
     Args:
         thresholds: score-map thresholds in [0, 1): an int ``N`` for ``[0, 1/N, ..., (N-1)/N]``
-            (wsolevaluation uses N = 100 during training, 1000 for its final numbers) or an
-            explicit sequence/tensor.
+            (default 1000: wsolevaluation's ``cam_curve_interval=0.001`` default; only its
+            standalone ``evaluation.py`` command line defaults to 0.01, i.e. 100) or an explicit
+            sequence/tensor.
         fixed_threshold: the ``tau`` at which ``gt_known_loc`` / ``top1_loc`` / ``top5_loc`` are
             read (0.2 in the paper); must be one of ``thresholds``.
         iou_threshold: IoU for a hit in the fixed-``tau`` metrics and MaxBoxAcc.
         iou_thresholds: IoUs averaged by MaxBoxAccV2.
         normalize: min-max normalise each map (wsolevaluation's ``normalize_scoremap``).
-        max_pixels_per_chunk: images are swept in chunks of at most this many pixels to bound
-            memory (about 40 bytes per pixel); None: 2**21 on a CPU, 2**24 on a GPU.
-        workers: chunks swept in parallel threads on a CPU (None: ``torch.get_num_threads()``);
-            see :func:`~infocam_exp.metrics.boxes.batched_threshold_ious`.
+        max_pixels_per_chunk: torch sweep only: images are swept in chunks of at most this many
+            pixels to bound memory (about 40 bytes per pixel); None: 2**21 on a CPU, 2**24 on a
+            GPU.
+        workers: CPU threads (None: ``torch.get_num_threads()``); see
+            :func:`~infocam_exp.metrics.boxes.batched_threshold_ious`.
+        backend: ``"auto"`` (compiled sweep for CPU maps, torch sweep on a GPU), ``"compiled"``
+            or ``"torch"``; the numbers do not depend on it.
 
     ``update`` / ``compute`` are documented on the methods. States are per-threshold hit counts
     summed across processes (``dist_reduce_fx="sum"``).
 
-    Speed: ``update`` runs a level sweep of small tensor ops (see ``metrics/boxes.py``); on a CPU
-    it splits the batch over ``workers`` threads, one single-threaded sweep each, which is what
-    uses several cores (intra-op threading barely helps these ops).
+    Speed: on a CPU ``update`` runs the compiled (numba) level sweep, the maps split over
+    ``workers`` threads; maps on a GPU use the batched torch sweep there (see ``metrics/boxes.py``).
     """
 
     full_state_update = False
@@ -63,13 +66,14 @@ class LocalizationMetrics(Metric):
 
     def __init__(
         self,
-        thresholds: int | Sequence[float] | Tensor = 100,
+        thresholds: int | Sequence[float] | Tensor = 1000,
         fixed_threshold: float = 0.2,
         iou_threshold: float = 0.5,
         iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
         normalize: bool = True,
         max_pixels_per_chunk: int | None = None,
         workers: int | None = None,
+        backend: str = "auto",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +93,9 @@ class LocalizationMetrics(Metric):
         self.normalize = normalize
         self.max_pixels_per_chunk = max_pixels_per_chunk
         self.workers = workers
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
         num = taus.numel()
         zeros = torch.zeros(num, dtype=torch.int64)
         self.add_state("gt_known_hits", default=zeros.clone(), dist_reduce_fx="sum")
@@ -153,6 +160,7 @@ class LocalizationMetrics(Metric):
             normalize=self.normalize,
             max_pixels_per_chunk=self.max_pixels_per_chunk,
             workers=self.workers,
+            backend=self.backend,
         )
         # States live where the metric was moved; the sweep runs where the maps are.
         dev = self.gt_known_hits.device

@@ -1,7 +1,8 @@
 """The sweep's shortcuts give the same numbers as the plain sweep.
 
 * reading only the needed levels (pixels between two cuts merged in one union step);
-* splitting a batch into chunks swept by parallel CPU threads.
+* splitting a batch into chunks swept by parallel CPU threads (torch sweep), or over numba's
+  threads (compiled sweep).
 """
 
 from __future__ import annotations
@@ -59,15 +60,26 @@ def test_parallel_chunks_match_one_sweep():
     want = threshold_ious(maps, gt, taus)
     threads = torch.get_num_threads()
     for workers, chunk in ((1, 32 * 32 * 7), (2, 32 * 32 * 7), (3, None), (2, 10**9)):
-        got = batched_threshold_ious(maps, gt, taus, max_pixels_per_chunk=chunk, workers=workers)
+        got = batched_threshold_ious(
+            maps, gt, taus, max_pixels_per_chunk=chunk, workers=workers, backend="torch"
+        )
         assert torch.equal(got[0], want[0]), (workers, chunk)
         assert torch.equal(got[1], want[1]), (workers, chunk)
         assert torch.get_num_threads() == threads  # restored after the parallel sweep
+    for workers in (1, 2, 3):
+        got = batched_threshold_ious(maps, gt, taus, workers=workers, backend="compiled")
+        assert torch.equal(got[0], want[0]), workers
+        assert torch.equal(got[1], want[1]), workers
 
 
 def test_empty_batch():
     taus = default_thresholds(10)
-    largest, anyr = batched_threshold_ious(
-        torch.zeros(0, 8, 8), torch.zeros(0, 1, 4, dtype=torch.int64), taus, workers=2
-    )
-    assert largest.shape == anyr.shape == (0, 10)
+    for backend in ("compiled", "torch"):
+        largest, anyr = batched_threshold_ious(
+            torch.zeros(0, 8, 8),
+            torch.zeros(0, 1, 4, dtype=torch.int64),
+            taus,
+            workers=2,
+            backend=backend,
+        )
+        assert largest.shape == anyr.shape == (0, 10)

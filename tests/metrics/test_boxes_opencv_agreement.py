@@ -1,8 +1,10 @@
-"""Our batched box sweep against a literal per-image OpenCV reference (wsolevaluation procedure).
+"""Both box sweeps (compiled and torch) against a literal per-image OpenCV reference.
 
-The reference is :func:`infocam_exp.metrics.boxes.opencv_threshold_ious`: ``cv2.threshold``,
-``findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, ``contourArea``, ``boundingRect`` per image and
-threshold. The metrics must agree within 0.1 points on a varied set of maps.
+The reference is :func:`tests.metrics.opencv_reference.opencv_threshold_ious` (wsolevaluation's
+procedure with numpy and OpenCV only): ``cv2.threshold``, ``findContours(RETR_TREE,
+CHAIN_APPROX_SIMPLE)``, ``contourArea``, ``boundingRect`` per image and threshold. The metrics must
+agree within 0.1 points on a varied set of maps, and the two sweeps must agree with each other
+exactly.
 """
 
 import math
@@ -13,12 +15,13 @@ import pytest
 import torch
 
 from infocam_exp.metrics.boxes import (
+    batched_threshold_ious,
     default_thresholds,
     euler_numbers,
-    opencv_threshold_ious,
     scoremaps_to_uint8,
     threshold_ious,
 )
+from tests.metrics.opencv_reference import opencv_threshold_ious
 
 
 def _blobs(g: torch.Generator, n: int, size: int, k: int, sigma: tuple[float, float]):
@@ -96,28 +99,36 @@ def varied():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the sweep is latency-bound; see LocalizationMetrics
     try:
-        ours = threshold_ious(maps, gt, taus)
+        swept = threshold_ious(maps, gt, taus)
     finally:
         torch.set_num_threads(threads)
+    compiled = batched_threshold_ious(maps, gt, taus, backend="compiled")
     ref = opencv_threshold_ious(maps, gt, taus)
-    return maps, gt, ours, ref
+    return maps, gt, {"torch": swept, "compiled": compiled}, ref
 
 
-def test_metrics_agree_with_opencv_within_a_tenth_of_a_point(varied):
+def test_compiled_and_torch_sweeps_agree_exactly(varied):
+    _, _, ours, _ = varied
+    assert torch.equal(ours["compiled"][0], ours["torch"][0])
+    assert torch.equal(ours["compiled"][1], ours["torch"][1])
+
+
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
+def test_metrics_agree_with_opencv_within_a_tenth_of_a_point(varied, backend):
     _, _, ours, ref = varied
-    got, want = _metrics(*ours), _metrics(*ref)
+    got, want = _metrics(*ours[backend]), _metrics(*ref)
     for key in want:
         assert math.isclose(got[key], want[key], abs_tol=0.1), (key, got[key], want[key])
 
 
-def test_per_threshold_ious_mostly_identical(varied):
-    maps, _, (largest, anyr), (ref_largest, ref_any) = varied
-    # All-contour IoUs (regions and holes) are exact; the largest region can differ only where
-    # a region with holes competes with a region of nearly equal area (see boxes.py).
+@pytest.mark.parametrize("backend", ["compiled", "torch"])
+def test_per_threshold_ious_identical(varied, backend):
+    maps, _, ours, (ref_largest, ref_any) = varied
+    largest, anyr = ours[backend]
+    # Every IoU is exact: all contours (regions and holes) and the largest region, whose
+    # contour area covers its holes as OpenCV's does (noisy maps have many holes).
     assert torch.equal(anyr, ref_any)
-    smooth = slice(0, 160)  # blob and multi-modal maps: no holes, so exact too
-    assert torch.equal(largest[smooth], ref_largest[smooth])
-    assert (largest != ref_largest).double().mean() < 0.01
+    assert torch.equal(largest, ref_largest)
 
 
 def test_large_maps_agree():
@@ -126,10 +137,10 @@ def test_large_maps_agree():
     maps[2] += 0.1 * torch.rand(224, 224, generator=g)
     gt = _gt(g, 3, 224)
     taus = default_thresholds(50)
-    ours = threshold_ious(maps, gt, taus)
     ref = opencv_threshold_ious(maps, gt, taus)
-    assert torch.equal(ours[1], ref[1])
-    assert torch.equal(ours[0][:2], ref[0][:2])
+    for ours in (threshold_ious(maps, gt, taus), batched_threshold_ious(maps, gt, taus)):
+        assert torch.equal(ours[1], ref[1])
+        assert torch.equal(ours[0], ref[0])
 
 
 def test_euler_numbers_match_opencv_hierarchy():

@@ -250,7 +250,7 @@ def test_chunking_does_not_change_results():
     maps, gt, _, _ = _batch(1, 9)
     whole = LocalizationMetrics(thresholds=20)
     whole.update(maps, gt)
-    chunked = LocalizationMetrics(thresholds=20, max_pixels_per_chunk=2 * 32 * 32)
+    chunked = LocalizationMetrics(thresholds=20, max_pixels_per_chunk=2 * 32 * 32, backend="torch")
     chunked.update(maps, gt)
     assert torch.equal(whole.gt_known_hits, chunked.gt_known_hits)
     assert torch.equal(whole.v2_hits, chunked.v2_hits)
