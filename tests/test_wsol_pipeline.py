@@ -2,13 +2,12 @@
 real loaders, transforms, box rescaling, training step, CAM/infoCAM evaluation, picture and curves."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from infocam_exp.data.base import DataNotFoundError
 from infocam_exp.run import run
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, needs_fashion_mnist
 from tests.fixtures_wsol import make_cub, make_tiny_imagenet
 
 FAST = [
@@ -17,7 +16,6 @@ FAST = [
     "logger=none", "callbacks.checkpoint=null", "callbacks.localization.num_pictures=4",
 ]
 METHODS = ("cam", "infocam", "infocam_least_likely")
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
 def _check_record(run_dir):
@@ -70,7 +68,7 @@ def test_missing_cub_fails_fast_with_instructions(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
 
 
-@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (CI installs it)")
+@needs_fashion_mnist
 def test_embedded_wsol_benchmark_end_to_end(tmp_path):
     cfg = compose_cfg(
         "+experiment=synthetic_wsol_infocam", "data.num_train=256", "data.num_val=64", "data.num_test=64",
