@@ -84,7 +84,8 @@ def test_cub_pipeline_with_a_model_whose_answers_are_known(tmp_path):
     common = [
         "+experiment=cub_infocam", f"data.root={tmp_path / 'CUB_200_2011'}", "data.image_size=64",
         "data.batch_size=6", "data.eval_batch_size=4", "model._target_=tests.test_wsol_pipeline.ColourOracle",
-        "optimizer.lr=0", *FAST,
+        "optimizer.lr=0", "callbacks.localization.window=null", "callbacks.localization.thresholds=20",
+        *[o for o in FAST if "num_pictures" not in o], "callbacks.localization.num_pictures=0",
     ]
     m = run(compose_cfg(*common), tmp_path / "run")
     assert m["test/top1_cls"] == 1.0 and m["test/num_samples"] == 4  # per class: val, test, val
