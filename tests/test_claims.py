@@ -88,13 +88,14 @@ def pc_claim_margins(m: dict[str, dict[str, Any]]) -> dict[str, float]:
 def test_claim_pc_softmax_beats_ce_on_imbalanced_fashion_mnist(tmp_path):
     m = pc_claim_runs(tmp_path)
     ce, pc = m["ce"], m["pc_softmax"]
-    # Mean per-class accuracy, PC-softmax minus CE, measured over seeds 0, 1, 2: PC_MARGINS
+    # Mean per-class accuracy, PC-softmax minus CE, measured over seeds 0, 1, 2:
+    #   CE 71.9%, 68.5%, 69.8%; PC-softmax 73.7%, 72.8%, 74.7% -> margin +1.8, +4.3, +4.9 points
     (margin,) = pc_claim_margins(m).values()
     assert margin > 0, (pc["test/mean_class_acc"], ce["test/mean_class_acc"])
     # Training made both networks informative MI estimators: each estimate of I(X;Y) (PC-softmax's
     # own; CE's with + H(Y)) lies between half of H(Y) and H(Y), where H(Y) = 1.914 nats for the
-    # training counts [300, 3000] x 5; an untrained network gives about 0. Measured (seed 0):
-    # PC 1.749, CE + H(Y) 1.434.
+    # training counts [300, 3000] x 5; an untrained network gives about 0. Measured (seeds 0-2):
+    # PC 1.749, 1.736, 1.745; CE + H(Y) 1.434, 1.419, 1.429 (bounds 0.957 and 1.914).
     counts = torch.tensor([300.0, 3000.0] * 5)
     p = counts / counts.sum()
     entropy = float(-(p * p.log()).sum())
