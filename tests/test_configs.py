@@ -36,7 +36,9 @@ def _instantiate_components(cfg) -> None:
     if cfg.get("scheduler"):
         instantiate(cfg.scheduler)(opt)
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
-        assert cfg.trainer.precision  # composes and resolves; needs a GPU to instantiate
+        # every setting but the device is checked by building the same trainer on the CPU
+        trainer = instantiate(cfg.trainer, accelerator="cpu", devices=1, logger=False)
+        assert isinstance(trainer, pl.Trainer) and trainer.precision == cfg.trainer.precision
     else:
         assert isinstance(instantiate(cfg.trainer, logger=False), pl.Trainer)
     for cb in _instantiate_group(cfg.get("callbacks")):
@@ -103,3 +105,11 @@ def test_missing_weights_message(name, tmp_path, monkeypatch):
     with pytest.raises(Exception, match="model.weights_path") as info:
         instantiate(cfg.model, num_classes=5, input_shape=CONTRACT_SHAPE, _convert_="all")
     assert "nothing is downloaded" in str(info.value)
+
+
+def test_gpu_trainer_is_one_gpu_with_bf16_autocast():
+    cfg = compose_cfg("trainer=gpu")
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1
+    assert cfg.trainer.precision == "bf16-mixed"
+    trainer = instantiate(cfg.trainer, accelerator="cpu", devices=1, logger=False)
+    assert trainer.precision == "bf16-mixed"  # Lightning accepts it (bf16 autocast on CPU too)

@@ -2,14 +2,16 @@
 real loaders, transforms, box rescaling, training step, CAM/infoCAM evaluation, picture and curves."""
 
 import json
-from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from infocam_exp.data.base import DataNotFoundError
+from infocam_exp.data.wsol import IMAGENET_MEAN, IMAGENET_STD
 from infocam_exp.run import run
-from tests.conftest import compose_cfg
-from tests.fixtures_wsol import make_cub, make_tiny_imagenet
+from tests.conftest import compose_cfg, needs_fashion_mnist
+from tests.fixtures_wsol import CLASS_COLOURS, make_cub, make_tiny_imagenet
 
 FAST = [
     "model.pretrained=false", "trainer.max_epochs=1", "trainer.accelerator=cpu",
@@ -17,7 +19,6 @@ FAST = [
     "logger=none", "callbacks.checkpoint=null", "callbacks.localization.num_pictures=4",
 ]
 METHODS = ("cam", "infocam", "infocam_least_likely")
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
 def _check_record(run_dir):
@@ -52,6 +53,57 @@ def test_cub_infocam_end_to_end(tmp_path):
     assert (metrics["data/num_train"], metrics["data/num_val"], metrics["data/num_test"]) == (18, 12, 6)
 
 
+class ColourOracle(nn.Module):
+    """A GAP model that knows how the fixture images are drawn (a shape in the class colour on
+    grey noise): feature map k is how close each pixel's colour is to class k's, the classifier
+    is the identity. Its CAM of class k is the class-k shape, so every answer is known."""
+
+    def __init__(self, num_classes: int, input_shape=None, **_unused) -> None:
+        super().__init__()
+        self.register_buffer("colours", torch.tensor(CLASS_COLOURS[:num_classes], dtype=torch.float32) / 255)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[:, None, None])
+        self.register_buffer("std", torch.tensor(IMAGENET_STD)[:, None, None])
+        self.classifier = nn.Linear(num_classes, num_classes)
+        with torch.no_grad():
+            self.classifier.weight.copy_(torch.eye(num_classes))
+            self.classifier.bias.zero_()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = x.float() * self.std + self.mean
+        dist2 = (rgb[:, None] - self.colours[None, :, :, None, None]).square().sum(dim=2)
+        return torch.exp(-dist2 / (2 * 0.15**2))  # grey noise is > 0.5 away from every colour
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x).mean(dim=(2, 3)))
+
+
+def test_cub_pipeline_with_a_model_whose_answers_are_known(tmp_path):
+    """Loaders, resizing, box rescaling, CAM/infoCAM, thresholds and metric keys together: with the
+    colour oracle every image is classified and localised, so every accuracy must be 100%, and
+    the localisation must fail when the boxes are moved off the objects."""
+    make_cub(tmp_path / "CUB_200_2011", num_classes=4, per_class=6, train_per_class=3)
+    common = [
+        "+experiment=cub_infocam", f"data.root={tmp_path / 'CUB_200_2011'}", "data.image_size=64",
+        "data.batch_size=6", "data.eval_batch_size=4", "model._target_=tests.test_wsol_pipeline.ColourOracle",
+        "optimizer.lr=0", "callbacks.localization.window=null", "callbacks.localization.thresholds=20",
+        *[o for o in FAST if "num_pictures" not in o], "callbacks.localization.num_pictures=0",
+    ]
+    m = run(compose_cfg(*common), tmp_path / "run")
+    assert m["test/top1_cls"] == 1.0 and m["test/num_samples"] == 4  # per class: val, test, val
+    for method in ("cam", "infocam", "infocam_least_likely"):
+        for key in ("gt_known_loc", "top1_loc", "top5_loc", "max_box_acc", "top1_loc_val_tau", "max_box_acc_v2_iou50"):
+            assert m[f"test/{key}@{method}"] == 1.0, (key, method)
+    # the same images with every box shifted by half its size: now no box is found
+    cub = tmp_path / "CUB_200_2011" / "CUB_200_2011"
+    lines = []
+    for line in (cub / "bounding_boxes.txt").read_text().splitlines():
+        i, x, y, w, h = line.split()
+        lines.append(f"{i} {float(x) + float(w) / 2 + 2:.1f} {y} {w} {h}")
+    (cub / "bounding_boxes.txt").write_text("\n".join(lines) + "\n")
+    shifted = run(compose_cfg(*common, "seed=1"), tmp_path / "run_shifted")
+    assert shifted["test/top1_cls"] == 1.0 and shifted["test/gt_known_loc@cam"] == 0.0
+
+
 def test_tiny_imagenet_infocam_end_to_end(tmp_path):
     make_tiny_imagenet(tmp_path / "tiny-imagenet-200", num_classes=6, train_per_class=4, val_per_class=4)
     cfg = compose_cfg(
@@ -73,7 +125,7 @@ def test_missing_cub_fails_fast_with_instructions(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
 
 
-@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (CI installs it)")
+@needs_fashion_mnist
 def test_embedded_wsol_benchmark_end_to_end(tmp_path):
     cfg = compose_cfg(
         "+experiment=synthetic_wsol_infocam", "data.num_train=256", "data.num_val=64", "data.num_test=64",

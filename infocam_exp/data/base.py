@@ -207,6 +207,10 @@ class TensorBatchLoader:
             order = order[self.rank : total : self.world_size]
         return order
 
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle the next iteration as epoch ``epoch`` (a resumed run repeats no epoch's order)."""
+        self.epoch = int(epoch)
+
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         order = self._order().to(self.tensors[0].device)
         self.epoch += 1

@@ -1,5 +1,5 @@
 """LightningModules: training logic around a plain ``nn.Module`` model."""
 
-from infocam_exp.systems.classifier import ClassifierSystem
+from infocam_exp.systems.classifier import ClassifierSystem, DivergenceError
 
-__all__ = ["ClassifierSystem"]
+__all__ = ["ClassifierSystem", "DivergenceError"]

@@ -2,6 +2,11 @@
 
 Evaluation steps return the logits, targets and predictions (and the rest of the batch, e.g. boxes)
 so that callbacks compute the metrics on the model's device; the system itself logs only losses.
+
+Divergence is a failure, not a result: a non-finite training loss stops the run (at the latest at
+the end of the epoch in which it happened) with a ``DivergenceError`` naming the epoch, the step,
+the loss value and the usual cure; so do non-finite logits at evaluation. The first non-finite
+step is recorded on the model's device, so watching costs no device synchronisation per step.
 """
 
 from __future__ import annotations
@@ -15,6 +20,15 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from infocam_exp.losses.pc_softmax import _PriorLoss
+
+
+class DivergenceError(RuntimeError):
+    """Training or evaluation produced non-finite values; ``details`` holds where and what."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -33,6 +47,8 @@ class ClassifierSystem(pl.LightningModule):
         scheduler: optional partial LR scheduler, called with the optimiser; stepped per epoch.
         head_lr_mult: learning-rate multiplier of the model's new head (models with ``param_groups``).
         channels_last: use the channels-last memory format (faster convolutions on GPUs).
+        finite_check_every: look at the recorded training-loss check every this many steps (and
+            always at the last step of an epoch); 1 stops at the very step that diverged.
     """
 
     def __init__(
@@ -43,6 +59,7 @@ class ClassifierSystem(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         head_lr_mult: float = 1.0,
         channels_last: bool = False,
+        finite_check_every: int = 20,
     ) -> None:
         super().__init__()
         self.model = model
@@ -57,6 +74,12 @@ class ClassifierSystem(pl.LightningModule):
         self.eval_loss = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if finite_check_every < 1:
+            raise ValueError(f"finite_check_every must be >= 1, got {finite_check_every}")
+        self.finite_check_every = int(finite_check_every)
+        # Device-side watch state (plain tensors, not buffers: checkpoints stay unchanged).
+        self._loss_watch: dict[str, torch.Tensor] | None = None
+        self._nonfinite_logits: dict[str, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -70,8 +93,102 @@ class ClassifierSystem(pl.LightningModule):
         x, y = batch[0], batch[1]
         logits = self.model(self._inputs(x))
         loss = self.loss(logits, y)
+        self._watch_loss(loss)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
+
+    # --- divergence ----------------------------------------------------------------------------
+    def _watch_loss(self, loss: torch.Tensor) -> None:
+        """Remember (on the loss's device) the first step of this epoch whose loss is not finite."""
+        value = loss.detach().double()
+        w = self._loss_watch
+        if w is None or w["seen"].device != value.device:
+            zero = torch.zeros((), dtype=torch.int64, device=value.device)
+            w = self._loss_watch = {"seen": zero, "first": zero - 1, "value": value * 0}
+        new = ~torch.isfinite(value) & (w["first"] < 0)
+        w["first"] = torch.where(new, w["seen"], w["first"])
+        w["value"] = torch.where(new, value, w["value"])
+        w["seen"] = w["seen"] + 1
+
+    def _lr_hint(self) -> str:
+        try:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        except (AttributeError, IndexError, RuntimeError):
+            return "usual cause: a learning rate too high for this model; lower optimizer.lr="
+        return (
+            f"usual cause: a learning rate too high for this model (now {lr:g}); "
+            f"try e.g. optimizer.lr={lr / 10:g}"
+        )
+
+    def _check_training_loss(self) -> None:
+        w = self._loss_watch
+        if w is None:
+            return
+        bad = (w["first"] >= 0).float()
+        # every DDP process must agree to stop, or the others would wait forever
+        if float(self.trainer.strategy.reduce(bad, reduce_op="sum")) == 0:
+            return
+        epoch = self.current_epoch
+        first = int(w["first"])
+        if first >= 0:
+            value = float(w["value"])
+            global_step = self.global_step - int(w["seen"]) + first  # both counted from 0
+            where = f"epoch {epoch}, step {first} of the epoch (global step {global_step})"
+        else:
+            value, global_step = float("nan"), None
+            where = f"epoch {epoch}, on another process"
+        raise DivergenceError(
+            f"training diverged: the loss is {value} at {where}. The run stops here (status "
+            f"failed); {self._lr_hint()}, or check the inputs for NaN/inf.",
+            epoch=epoch,
+            step=first,
+            global_step=global_step,
+            loss=value,
+        )
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_watch = None
+        # Shuffle by epoch number, so a run resumed at epoch k sees the order an uninterrupted
+        # run sees at epoch k (the loader alone counts only its own iterations).
+        loader = self.trainer.train_dataloader
+        if callable(getattr(loader, "set_epoch", None)):
+            loader.set_epoch(self.current_epoch)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.finite_check_every == 0 or self.trainer.is_last_batch:
+            self._check_training_loss()
+
+    def _watch_logits(self, split: str, logits: torch.Tensor) -> None:
+        bad = (~torch.isfinite(logits.detach())).flatten(1).any(dim=1).sum()
+        prev = self._nonfinite_logits.get(split)
+        self._nonfinite_logits[split] = bad if prev is None else prev + bad
+
+    def _check_logits(self, split: str) -> None:
+        count = self._nonfinite_logits.pop(split, None)
+        if count is None:
+            return
+        total = int(self.trainer.strategy.reduce(count.float(), reduce_op="sum"))
+        if total:
+            raise DivergenceError(
+                f"{split} evaluation at epoch {self.current_epoch}: {total} sample(s) have "
+                f"non-finite logits. The model has diverged; the run stops here (status failed); "
+                f"{self._lr_hint()}, or check the inputs for NaN/inf.",
+                epoch=self.current_epoch,
+                split=split,
+                nonfinite_samples=total,
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        self._nonfinite_logits.pop("val", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self._check_logits("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._nonfinite_logits.pop("test", None)
+
+    def on_test_epoch_end(self) -> None:
+        self._check_logits("test")
 
     def _eval_step(self, split: str, batch: Any) -> dict[str, Any]:
         x, y = batch[0], batch[1]
@@ -83,6 +200,7 @@ class ClassifierSystem(pl.LightningModule):
             logits = self.model.classifier(features.mean(dim=(2, 3)))
         else:
             logits = self.model(x)
+        self._watch_logits(split, logits)
         loss = self.loss(logits, y)
         # A metric object, not a tensor: Lightning then reports the sample-weighted mean over all
         # processes (their shards may differ in size), not a mean of per-process means.

@@ -46,7 +46,7 @@ def make_table(table_id: str, overrides: list[str] | None = None) -> int:
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
     columns = [Column(**OmegaConf.to_container(c, resolve=True)) for c in spec.columns]
     records = load_records(Path(spec.runs_dir))
-    rows = collect_rows(records, params, list(spec.rows))
+    rows = collect_rows(records, params, list(spec.rows), [c.metric for c in columns])
     header, cells, raw = table_cells(rows, columns, list(spec.rows))
     out_dir = Path(spec.out_dir)
     missing = sum(r.expected - len(r.records) for r in rows)
@@ -58,6 +58,10 @@ def make_table(table_id: str, overrides: list[str] | None = None) -> int:
     if missing:
         md.append(f"\n**{missing} expected job(s) missing or failed.**")
         md.extend(f"- {f}" for f in failed)
+    duplicates = [n for row in rows for n in row.notes]
+    if duplicates:
+        md.append(f"\n**{len(duplicates)} job(s) with more than one record** (the newest complete one is used):")
+        md.extend(f"- {n}" for n in duplicates)
     write_text_atomic(out_dir / f"{table_id}.md", "\n".join(md) + "\n")
     write_text_atomic(out_dir / f"{table_id}.csv", to_csv(raw))
     if spec.get("plot"):

@@ -3,6 +3,16 @@
 A table is declared in ``configs/table/<id>.yaml``: the sweep (``hydra.sweeper.params``) defines the
 expected jobs, ``table.rows`` the override keys that name a row (the remaining swept key is the
 seed), ``table.columns`` the metrics. Tables read only ``metrics.json`` files.
+
+Which records count:
+
+- a job with several records (a stale copy of the run folder, a rerun in another folder): the
+  newest complete one (by file modification time) is used, else the newest record; the row's
+  ``notes`` name the one used and the ones ignored, and the table prints them;
+- a record that is not ``complete`` (failed, diverged, interrupted, running) is a failed job;
+- a complete record whose value of a reported metric is infinite, or NaN while another seed of the
+  same row has a finite value, is a failed job too (never averaged in); a metric that is NaN in
+  every seed of a row (e.g. few-shot accuracy with no few-shot class) is shown as ``n/a``.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ class Row:
     expected: int
     records: list[dict[str, Any]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -75,7 +86,8 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
 
 
 def load_records(runs_dir: Path) -> list[dict[str, Any]]:
-    """Every ``metrics.json`` under ``runs_dir`` (any depth), with its folder as ``_dir``."""
+    """Every ``metrics.json`` under ``runs_dir`` (any depth), with its folder as ``_dir`` and the
+    file's modification time as ``_mtime``."""
     records = []
     for path in sorted(Path(runs_dir).rglob(METRICS_FILE)):
         rec = read_json(path)
@@ -83,32 +95,80 @@ def load_records(runs_dir: Path) -> list[dict[str, Any]]:
             log.warning("Unreadable %s: ignored", path)
             continue
         rec["_dir"] = str(path.parent)
+        rec["_mtime"] = path.stat().st_mtime
         records.append(rec)
     return records
 
 
-def collect_rows(records: list[dict[str, Any]], params: Mapping[str, Any], row_keys: Sequence[str]) -> list[Row]:
-    """Match records to the expected grid; one ``Row`` per combination of ``row_keys``."""
+def _pick(matches: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """The record that speaks for a job: the newest complete one, else the newest; and why."""
+    complete = [r for r in matches if r.get("status") == "complete"]
+    pool, why = (complete, "newest complete") if complete else (matches, "newest, none complete")
+    return max(pool, key=lambda r: r.get("_mtime", 0.0)), why
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _fail_nonfinite(row: Row, metrics: Sequence[str]) -> None:
+    """Move complete records with an infinite metric, or a NaN one where another seed of the row is
+    finite, from ``row.records`` to ``row.failed``."""
+    for metric in metrics:
+        values = [r["metrics"].get(metric) for r in row.records]
+        some_finite = any(_is_number(v) and math.isfinite(v) for v in values)
+        keep = []
+        for rec, v in zip(row.records, values, strict=True):
+            if _is_number(v) and (math.isinf(v) or (math.isnan(v) and some_finite)):
+                row.failed.append(
+                    f"{rec['_dir']}: complete, but {metric} = {v}"
+                    + (" while other seeds are finite" if math.isnan(v) else "")
+                    + ": counted as failed, not averaged"
+                )
+            else:
+                keep.append(rec)
+        row.records = keep
+
+
+def collect_rows(
+    records: list[dict[str, Any]],
+    params: Mapping[str, Any],
+    row_keys: Sequence[str],
+    metrics: Sequence[str] = (),
+) -> list[Row]:
+    """Match records to the expected grid; one ``Row`` per combination of ``row_keys``.
+
+    ``metrics``: the reported metric keys; a complete record with a non-finite value of one of
+    them counts as failed (see the module docstring for the exact rule and for duplicates)."""
     grid = expand_grid(params)
     rows: dict[tuple, Row] = {}
     for job in grid:
         key = tuple(job[k] for k in row_keys)
         row = rows.setdefault(key, Row(keys={k: job[k] for k in row_keys}, expected=0))
         row.expected += 1
-        for rec in records:
-            ov = parse_overrides(rec.get("overrides", []))
-            if all(ov.get(k) == v for k, v in job.items()):
-                if rec.get("status") == "complete":
-                    row.records.append(rec)
-                else:
-                    row.failed.append(f"{rec['_dir']}: {rec.get('status')} {rec.get('error', '')}".strip())
-                break
+        matches = [
+            rec for rec in records
+            if all(parse_overrides(rec.get("overrides", [])).get(k) == v for k, v in job.items())
+        ]
+        if not matches:
+            continue
+        rec, why = _pick(matches)
+        if len(matches) > 1:
+            job_name = ",".join(f"{k}={v}" for k, v in job.items())
+            ignored = ", ".join(f"{r['_dir']} ({r.get('status')})" for r in matches if r is not rec)
+            row.notes.append(f"{job_name}: {len(matches)} records; used {rec['_dir']} ({why}); ignored {ignored}")
+        if rec.get("status") == "complete":
+            row.records.append(rec)
+        else:
+            row.failed.append(f"{rec['_dir']}: {rec.get('status')} {rec.get('error') or ''}".strip())
+    for row in rows.values():
+        _fail_nonfinite(row, metrics)
     return list(rows.values())
 
 
 def _stats(row: Row, col: Column) -> tuple[float, float, int]:
     vals = [r["metrics"].get(col.metric) for r in row.records]
-    vals = [float(v) * col.scale for v in vals if isinstance(v, int | float) and math.isfinite(v)]
+    vals = [float(v) * col.scale for v in vals if _is_number(v) and math.isfinite(v)]
     if not vals:
         return math.nan, math.nan, 0
     std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
@@ -141,7 +201,10 @@ def table_cells(rows: list[Row], columns: Sequence[Column], row_keys: Sequence[s
                 numbers[f"{col.metric}:paper"] = p
             mean, std, n = _stats(row, col)
             if n == 0:
-                line.append("missing")
+                nan_everywhere = row.records and all(
+                    _is_number(v := r["metrics"].get(col.metric)) and math.isnan(v) for r in row.records
+                )
+                line.append("n/a" if nan_everywhere else "missing")
             elif col.spread and n > 1:
                 line.append(f"{mean:.{col.digits}f} ± {std:.{col.digits}f}")
             else:

@@ -11,12 +11,12 @@ import torch
 
 from infocam_exp.data.base import DataFormatError, DataNotFoundError
 from infocam_exp.data.idx import (
-    DEBIAN_FASHION_MNIST,
     MNIST_FILES,
     find_mnist_files,
     load_mnist_like,
     read_idx,
 )
+from tests.conftest import needs_fashion_mnist
 
 try:
     from tests.fixtures_formats import (
@@ -179,7 +179,7 @@ def test_bad_contents_name_the_file(tmp_path: Path) -> None:
         load_mnist_like(tmp_path, "mnist")
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 def test_real_fashion_mnist_files() -> None:
     data = load_mnist_like("/nonexistent-root", "fashion_mnist")
     assert data["train_images"].shape == (60000, 28, 28)

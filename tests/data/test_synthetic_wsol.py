@@ -13,15 +13,14 @@ import torch.nn.functional as F
 
 from infocam_exp.data import synthetic_wsol as sw
 from infocam_exp.data.base import DataNotFoundError
-from infocam_exp.data.idx import DEBIAN_FASHION_MNIST
 from infocam_exp.data.synthetic_wsol import SyntheticWSOLDataModule
+from tests.conftest import needs_fashion_mnist
 
 try:
     from tests.fixtures_formats import cyclic_labels, write_mnist_like
 except ImportError:  # tests/ on sys.path (pytest rootdir-relative import)
     from fixtures_formats import cyclic_labels, write_mnist_like
 
-HAVE_FASHION_MNIST = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file()
 
 
 def fake_trainer(training: bool = True, rank: int = 0, world_size: int = 1) -> SimpleNamespace:
@@ -326,7 +325,7 @@ def test_missing_data_is_data_not_found(tmp_path: Path, monkeypatch: pytest.Monk
 # Real Fashion-MNIST
 
 
-@pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 def test_real_fashion_mnist_small(tmp_path: Path) -> None:
     dm = SyntheticWSOLDataModule(root=str(tmp_path), num_train=200, num_val=50, num_test=100, seed=3)
     dm.prepare_facts()
@@ -342,7 +341,7 @@ def test_real_fashion_mnist_small(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 def test_lightning_fit_on_real_data(tmp_path: Path) -> None:
     import pytorch_lightning as pl
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infocam_exp.cam.api import CAMExtractor
 from infocam_exp.models.gap_cnn import GAPCNN
 
 
@@ -37,15 +38,27 @@ def test_logits_are_classifier_of_pooled_features(train_mode: bool) -> None:
 
 
 def test_dropout_only_touches_pooled_vector() -> None:
-    model = GAPCNN(3, (3, 16, 16), width=4, dropout=0.5).eval()
-    x = torch.randn(2, 3, 16, 16)
-    torch.testing.assert_close(model(x), model.classifier(model.forward_features(x).mean(dim=(2, 3))))
+    torch.manual_seed(0)
+    model = GAPCNN(3, (3, 16, 16), width=4, dropout=0.5).train()
+    x = torch.randn(4, 3, 16, 16)
+    # training mode: the feature map (what CAM uses) has no dropout: the same twice
+    features = model.forward_features(x)
+    torch.testing.assert_close(model.forward_features(x), features)
+    pooled = features.mean(dim=(2, 3))
+    torch.manual_seed(1)
+    logits = model(x)
+    torch.manual_seed(1)  # the same dropout mask, applied to the pooled vector by hand
+    torch.testing.assert_close(logits, model.classifier(F.dropout(pooled, p=0.5, training=True)))
+    assert not torch.allclose(logits, model.classifier(pooled))  # dropout is active in training
+    # evaluation mode: no dropout at all
+    model.eval()
+    eval_pooled = model.forward_features(x).mean(dim=(2, 3))
+    torch.testing.assert_close(model(x), model.classifier(eval_pooled))
 
 
 def test_project_cam_extractor_accepts_it() -> None:
-    api = pytest.importorskip("infocam_exp.cam.api")
     model = GAPCNN(4, (3, 32, 32), width=4).eval()
-    extractor = api.CAMExtractor(model, verify="always")
+    extractor = CAMExtractor(model, verify="always")
     assert extractor.classifier is model.classifier
 
 
