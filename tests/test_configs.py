@@ -108,7 +108,8 @@ def test_missing_weights_message(name, tmp_path, monkeypatch):
 
 
 def test_gpu_trainer_is_one_gpu_with_bf16_autocast():
-    cfg = compose_cfg("trainer=gpu")
+    # an image experiment: the synthetic MI job (the bare default) pins fp32 under every trainer
+    cfg = compose_cfg("+experiment=mnist_pc_softmax", "trainer=gpu")
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1
     assert cfg.trainer.precision == "bf16-mixed"
     trainer = instantiate(cfg.trainer, accelerator="cpu", devices=1, logger=False)
