@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# Hydra/OmegaConf are not on the GPU image: scripts/gpu_wheels.sh fetches them into .whl/ here.
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # The gpu-marked tests (tests/test_gpu.py: trainer=gpu bf16 + channels_last one-batch fit and test;
 # box evaluator on CUDA == CPU). They need the project's dependencies (pytest, Hydra, Lightning:
@@ -13,7 +18,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 if "$PY" -c "import pytest, hydra, pytorch_lightning, torchmetrics" 2>/dev/null; then
   timeout 300 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py || echo "gpu tests FAILED"
 else
-  echo "gpu tests not run: pytest/hydra/lightning missing (pip install -e '.[dev]')"
+  echo "gpu tests not run: pytest/hydra/lightning missing (bash scripts/gpu_wheels.sh here, carry .whl)"
 fi
 timeout 240 "$PY" scripts/gpu_check.py --steps "${STEPS:-200}" --batch "${BATCH:-64}"
 if [ -f scripts/bench_box_eval.py ]; then
