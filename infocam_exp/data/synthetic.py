@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from infocam_exp.data.base import InMemoryDataModule
-from infocam_exp.metrics.mi_truth import entropy, gaussian_mixture_mi, pointwise_log_ratio
+from infocam_exp.metrics.mi_truth import MIValue, entropy, gaussian_mixture_mi, pointwise_log_ratio
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +123,33 @@ class SyntheticGaussianDataModule(InMemoryDataModule):
         self.setup()
         return list(self.splits[split])
 
-    def reference_metrics(self) -> dict[str, float]:
-        """Exact I(X;Y) (quadrature), the test-set Monte Carlo value with its SE, and H(Y)."""
-        self.setup()
+    def train_prior(self) -> np.ndarray:
+        """(K,) float64 training-label prior (the per-class counts, normalised)."""
         prior = np.asarray(self.train_counts, dtype=np.float64)
-        prior /= prior.sum()
-        exact = gaussian_mixture_mi(self.means, prior)
+        return prior / prior.sum()
+
+    def truth(self) -> MIValue:
+        """Exact I(X;Y) (nats) under the training prior, by quadrature."""
+        return gaussian_mixture_mi(self.means, self.train_prior())
+
+    def test_pointwise_mi(self) -> np.ndarray:
+        """(N,) log p(x|y)/p(x) of the test samples under the training prior."""
         x, y = self.splits["test"]
+        return pointwise_log_ratio(x.numpy(), y.numpy(), self.means, self.train_prior())
+
+    def reference_metrics(self) -> dict[str, float]:
+        """Truth with its SE (0 for quadrature), the test-set Monte Carlo value with its SE, H(Y),
+        log K."""
+        self.setup()
+        exact = self.truth()
         # The test set has the training prior (same per-class proportions), so its sample mean of
         # log p(x|y)/p(x) is the authors' Monte Carlo estimate of the truth.
-        pmi = pointwise_log_ratio(x.numpy(), y.numpy(), self.means, prior)
+        pmi = self.test_pointwise_mi()
         return {
             "test/mi_true": exact.value,
             "test/mi_true_se": exact.stderr,
             "test/mi_true_mc": float(pmi.mean()),
             "test/mi_true_mc_se": float(pmi.std(ddof=1) / np.sqrt(len(pmi))),
-            "test/entropy_y": entropy(prior),
+            "test/entropy_y": entropy(self.train_prior()),
             "test/log_k": float(np.log(self.num_classes)),
         }
