@@ -22,6 +22,7 @@ from infocam_exp.tables.aggregate import (
     Column,
     collect_rows,
     load_records,
+    missing_and_duplicates,
     table_cells,
     to_csv,
     to_markdown,
@@ -54,14 +55,7 @@ def make_table(table_id: str, overrides: list[str] | None = None) -> int:
     md = [f"# {spec.title}", "", str(spec.get("notes") or "").strip(), "", to_markdown(header, cells)]
     md.append(f"Runs: `{spec.runs_dir}`; regenerate with `{spec.get('command') or 'make table-' + table_id}`.")
     md.append(f"Mean ± sample std over seeds. Code versions of the runs: {', '.join(shas) or 'none'}; table written at {git_sha() or 'unknown'}.")
-    failed = [f for row in rows for f in row.failed]
-    if missing:
-        md.append(f"\n**{missing} expected job(s) missing or failed.**")
-        md.extend(f"- {f}" for f in failed)
-    duplicates = [n for row in rows for n in row.notes]
-    if duplicates:
-        md.append(f"\n**{len(duplicates)} job(s) with more than one record** (the newest complete one is used):")
-        md.extend(f"- {n}" for n in duplicates)
+    md.extend(missing_and_duplicates(rows))
     write_text_atomic(out_dir / f"{table_id}.md", "\n".join(md) + "\n")
     write_text_atomic(out_dir / f"{table_id}.csv", to_csv(raw))
     if spec.get("plot"):

@@ -216,6 +216,21 @@ def table_cells(rows: list[Row], columns: Sequence[Column], row_keys: Sequence[s
     return header, cells, raw
 
 
+def missing_and_duplicates(rows: Sequence[Row]) -> list[str]:
+    """Markdown lines that end a table: the expected jobs missing or failed, and the jobs with
+    more than one record (which one was used); empty when there is nothing to say."""
+    lines: list[str] = []
+    missing = sum(r.expected - len(r.records) for r in rows)
+    if missing:
+        lines.append(f"\n**{missing} expected job(s) missing or failed.**")
+        lines.extend(f"- {f}" for row in rows for f in row.failed)
+    duplicates = [n for row in rows for n in row.notes]
+    if duplicates:
+        lines.append(f"\n**{len(duplicates)} job(s) with more than one record** (the newest complete one is used):")
+        lines.extend(f"- {n}" for n in duplicates)
+    return lines
+
+
 def to_markdown(header: list[str], cells: list[list[str]]) -> str:
     out = io.StringIO()
     out.write("| " + " | ".join(header) + " |\n")

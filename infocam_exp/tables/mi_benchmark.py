@@ -25,7 +25,14 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from infocam_exp.results import git_sha, write_text_atomic
-from infocam_exp.tables.aggregate import Row, collect_rows, load_records, to_csv, to_markdown
+from infocam_exp.tables.aggregate import (
+    Row,
+    collect_rows,
+    load_records,
+    missing_and_duplicates,
+    to_csv,
+    to_markdown,
+)
 
 ROW_KEYS = ("data", "data.samples_per_class", "estimator")
 
@@ -186,10 +193,7 @@ def write_benchmark_table(cfg: DictConfig, table_id: str) -> int:
     md += ["## All numbers", "", to_markdown(*long_table(cells))]
     md.append(f"Runs: `{spec.runs_dir}`; regenerate with `{spec.get('command')}`.")
     md.append(f"Code versions of the runs: {', '.join(shas) or 'none'}; table written at {git_sha() or 'unknown'}.")
-    failed = [f for row in rows for f in row.failed]
-    if missing:
-        md.append(f"\n**{missing} expected job(s) missing or failed.**")
-        md.extend(f"- {f}" for f in failed)
+    md.extend(missing_and_duplicates(rows))
     write_text_atomic(out_dir / f"{table_id}.md", "\n".join(md) + "\n")
     write_text_atomic(out_dir / f"{table_id}.csv", to_csv([vars(c) for c in cells]))
     plot_benchmark(cells, out_dir / f"{table_id}.png")
