@@ -13,11 +13,15 @@ copy lacks, naming the entry and the list file.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from infocam_exp.data.base import DataFormatError
+
+T = TypeVar("T")
 
 CUB_IMBALANCED_TRAIN = "cub_imbalanced_train.txt"
 CUB_IMBALANCED_TEST = "cub_imbalanced_test.txt"
@@ -79,4 +83,32 @@ def read_tiny_list(name: str, path: Path | None = None) -> list[ListEntry]:
                 raise DataFormatError(path, f"got {line.strip()!r}, expected '{fmt}'", line=lineno)
             wnid, file = fields[1].split("/")
             out.append(ListEntry(file, None, wnid, f"{path}:{lineno}"))
+    return out
+
+
+def select_entries(
+    entries: Sequence[ListEntry],
+    by_key: Mapping[str, T],
+    missing_error: Callable[[ListEntry, int], Exception],
+    check: Callable[[ListEntry, T], None],
+    name: Callable[[ListEntry], str],
+) -> list[T]:
+    """The records a list names, in the list's order.
+
+    ``by_key`` maps an entry's ``key`` to the user's record. An entry absent from it raises
+    ``missing_error(first_absent_entry, number_absent)``; a duplicate entry raises
+    DataFormatError at its line (``name`` says how the entry is called there); ``check`` raises
+    on an entry that disagrees with its record (label, wnid).
+    """
+    missing = [e for e in entries if e.key not in by_key]
+    if missing:
+        raise missing_error(missing[0], len(missing))
+    out, seen = [], set()
+    for e in entries:
+        if e.key in seen:
+            raise DataFormatError(e.where, f"{name(e)} is listed twice")
+        seen.add(e.key)
+        record = by_key[e.key]
+        check(e, record)
+        out.append(record)
     return out

@@ -46,6 +46,7 @@ from infocam_exp.data.author_lists import (
     CUB_IMBALANCED_TRAIN,
     ListEntry,
     read_cub_list,
+    select_entries,
 )
 from infocam_exp.data.base import (
     ClassificationDataModule,
@@ -275,25 +276,18 @@ def select_listed(ann: CUBAnnotations, entries: Sequence[ListEntry], list_file: 
             list file and line, and the number of such entries).
         DataFormatError: an entry whose label differs from image_class_labels.txt, or a duplicate.
     """
-    by_path = {im.rel_path: im for im in ann.images}
-    missing = [e for e in entries if e.key not in by_path]
-    if missing:
-        e = missing[0]
-        raise DataNotFoundError(
+    def absent(e: ListEntry, count: int) -> DataNotFoundError:
+        return DataNotFoundError(
             f"image 'images/{e.key}' listed at {e.where} (the authors' split list {list_file}; "
-            f"{len(missing)} of its {len(entries)} entries are absent)",
+            f"{count} of its {len(entries)} entries are absent)",
             [str(ann.root / "images.txt")],
             CUB_LAYOUT,
             "the authors' split needs the complete CUB-200-2011 release; " + CUB_GET_IT,
             "data.split=imbalanced_rule (the same caps on your images.txt order) for another copy "
             "or a subset of CUB; " + CUB_OVERRIDE,
         )
-    out, seen = [], set()
-    for e in entries:
-        im = by_path[e.key]
-        if e.key in seen:
-            raise DataFormatError(e.where, f"images/{e.key} is listed twice")
-        seen.add(e.key)
+
+    def same_label(e: ListEntry, im: CUBImage) -> None:
         if e.label != im.label:
             raise DataFormatError(
                 e.where,
@@ -301,8 +295,9 @@ def select_listed(ann: CUBAnnotations, entries: Sequence[ListEntry], list_file: 
                 "in image_class_labels.txt",
                 fix="is classes.txt the release's 200 classes in order?",
             )
-        out.append(im)
-    return out
+
+    by_path = {im.rel_path: im for im in ann.images}
+    return select_entries(entries, by_path, absent, same_label, lambda e: f"images/{e.key}")
 
 
 def split_imbalanced_authors(ann: CUBAnnotations) -> tuple[list[CUBImage], list[CUBImage]]:

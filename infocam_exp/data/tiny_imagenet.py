@@ -32,7 +32,13 @@ import logging
 import os
 from pathlib import Path
 
-from infocam_exp.data.author_lists import TINY_TEST, TINY_VAL, ListEntry, read_tiny_list
+from infocam_exp.data.author_lists import (
+    TINY_TEST,
+    TINY_VAL,
+    ListEntry,
+    read_tiny_list,
+    select_entries,
+)
 from infocam_exp.data.base import DataFormatError, DataNotFoundError
 from infocam_exp.data.wsol import ImageRecord, WSOLDataModule, WSOLSplits, alternate_halves
 
@@ -184,31 +190,25 @@ def select_listed(val: list[ImageRecord], wnids: list[str], entries: list[ListEn
             with the list file and line, and the number of such entries).
         DataFormatError: an entry whose wnid differs from val_annotations.txt, or a duplicate.
     """
-    by_file = {r.image_id.rsplit("/", 1)[-1]: r for r in val}
-    missing = [e for e in entries if e.key not in by_file]
-    if missing:
-        e = missing[0]
-        raise DataNotFoundError(
+    def absent(e: ListEntry, count: int) -> DataNotFoundError:
+        return DataNotFoundError(
             f"image 'val/images/{e.key}' ({e.wnid}) listed at {e.where} (the authors' split list "
-            f"{list_file}; {len(missing)} of its {len(entries)} entries are absent)",
+            f"{list_file}; {count} of its {len(entries)} entries are absent)",
             [str(ann_file)],
             TINY_LAYOUT,
             "the authors' split needs the complete Tiny-ImageNet val set; " + TINY_GET_IT,
             "data.val_test_split=alternate (alternate halves of your val_annotations.txt) for "
             "another copy or a subset; " + TINY_OVERRIDE,
         )
-    out, seen = [], set()
-    for e in entries:
-        r = by_file[e.key]
-        if e.key in seen:
-            raise DataFormatError(e.where, f"{e.key} is listed twice")
-        seen.add(e.key)
+
+    def same_wnid(e: ListEntry, r: ImageRecord) -> None:
         if wnids[r.label] != e.wnid:
             raise DataFormatError(
                 e.where, f"{e.key} is class {e.wnid} here but {wnids[r.label]} in {ann_file}"
             )
-        out.append(r)
-    return out
+
+    by_file = {r.image_id.rsplit("/", 1)[-1]: r for r in val}
+    return select_entries(entries, by_file, absent, same_wnid, lambda e: e.key)
 
 
 def wsol_splits(root: str | Path, check_files: bool = True, val_test_split: str = "authors_lists") -> WSOLSplits:
