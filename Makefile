@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-fast lint bench-mi clean-outputs
+.PHONY: help setup run test test-fast lint bench-mi report clean-outputs
 
 help:  ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ $(TABLES): table-%: setup
 	@test -n "$(TABLE_$*)" || { echo "unknown table $*"; exit 2; }
 	status=0; $(PY) -m infocam_exp +table=$(TABLE_$*) $(ARGS) || status=$$?; \
 	$(PY) -m infocam_exp.tables $(TABLE_$*) $(ARGS) || status=1; exit $$status
+
+report: setup  ## One page of every result built so far: outputs/report/index.html (open it from disk)
+	$(PY) -m infocam_exp.report
 
 bench-mi: setup  ## Time the full synthetic MI grid in a fresh output folder (scripts/bench_mi_table.py)
 	$(PY) scripts/bench_mi_table.py

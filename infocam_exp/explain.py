@@ -83,6 +83,8 @@ class ImageNetClassifier:
     normalize: Callable[[Tensor], Tensor]
     categories: list[str]
     name: str
+    #: how ``to_pixels`` frames the photo (shown under the figure's title)
+    crop_note: str = ""
 
 
 def _torchvision_classifier(name: str, weights: str | Path | None) -> ImageNetClassifier:
@@ -138,6 +140,7 @@ def _torchvision_classifier(name: str, weights: str | Path | None) -> ImageNetCl
         normalize=lambda x: (x - mean.to(x)) / std.to(x),
         categories=list(weights_enum.meta["categories"]),
         name=name,
+        crop_note=f"shorter side resized to {preset.resize_size[0]} px, centre crop {preset.crop_size[0]} x {preset.crop_size[0]} (what the model sees)",
     )
 
 
@@ -162,6 +165,7 @@ def load_classifier(
             normalize=lambda x: (x - LITE0_MEAN) / LITE0_STD,
             categories=imagenet_categories(),
             name=name,
+            crop_note=f"centre crop of {LITE0_SIZE}/{LITE0_SIZE + 32} of the shorter side, resized to {LITE0_SIZE} x {LITE0_SIZE} (what the model sees)",
         )
     return _torchvision_classifier(name, weights)
 
@@ -222,8 +226,10 @@ def explain_images(
     return out
 
 
-def save_explanation(path: str | Path, exp: Explanation, categories: Sequence[str]) -> Path:
-    """Write one overlay PNG: a row per top-k class, columns image + one overlay per method."""
+def save_explanation(path: str | Path, exp: Explanation, categories: Sequence[str], note: str = "") -> Path:
+    """Write one overlay PNG: a row per top-k class, columns image + one overlay per method and,
+    with both CAM and infoCAM, their difference (what infoCAM removes: the other classes' mean
+    evidence); ``note`` says how the photo was cropped."""
     k = exp.classes.shape[0]
     titles = [
         f"#{i + 1} {categories[int(c)]} ({float(p):.1%})"
@@ -234,6 +240,8 @@ def save_explanation(path: str | Path, exp: Explanation, categories: Sequence[st
         exp.pixels[None].expand(k, -1, -1, -1),
         exp.maps,
         titles=titles,
+        difference=("infocam", "cam") if {"infocam", "cam"} <= set(exp.maps) else None,
+        note=note or None,
     )
 
 
@@ -268,7 +276,7 @@ def run(
         image_paths, explain_images(images, classifier, topk, methods, window), strict=True
     ):
         path = save_explanation(
-            _unique_path(out_dir, Path(src).stem, taken), exp, classifier.categories
+            _unique_path(out_dir, Path(src).stem, taken), exp, classifier.categories, classifier.crop_note
         )
         best = classifier.categories[int(exp.classes[0])]
         log.info("%s: top-1 %s (%.1f%%) -> %s", src, best, 100 * float(exp.probs[0]), path)

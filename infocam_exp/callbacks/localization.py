@@ -204,29 +204,10 @@ class LocalizationEvaluation(pl.Callback):
     # --- files -----------------------------------------------------------------------------
     def _write_curves(self, run_dir: Path, split: str, curves: dict[str, dict[str, list[float]]]) -> None:
         write_text_atomic(run_dir / "curves" / f"{split}_localization.json", json.dumps(curves, indent=1))
-        import matplotlib.pyplot as plt
+        from infocam_exp.plots.curves import localization_curves_figure  # matplotlib only here
+        from infocam_exp.tables.plots import save_figure
 
-        from infocam_exp.tables.plots import save_figure  # matplotlib only when writing
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-        colours = plt.get_cmap("tab10")
-        styles = {"iou30": ":", "iou50": "-", "iou70": "--"}
-        for i, (method, c) in enumerate(curves.items()):
-            colour = colours(i % 10)  # one colour per map method; line style = metric
-            taus = c["thresholds"]
-            axes[0].plot(taus, c["gt_known_loc_curve"], color=colour, label=method)
-            axes[0].plot(taus, c["top1_loc_curve"], "--", color=colour)
-            for key in sorted(k for k in c if k.startswith("max_box_acc_v2_iou")):
-                iou = key.removeprefix("max_box_acc_v2_").removesuffix("_curve")
-                axes[1].plot(taus, c[key], styles.get(iou, "-"), color=colour)
-        axes[0].axvline(self.fixed_threshold, color="gray", lw=0.8)
-        axes[0].set_title(f"{split}: GT-known Loc (solid), Top-1 Loc (dashed); IoU >= 0.5")
-        axes[1].set_title(f"{split}: all regions, IoU 30 (dotted) / 50 (solid) / 70 (dashed)")
-        for ax in axes:
-            ax.set_xlabel("threshold tau")
-            ax.set_ylabel("accuracy")
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(5, len(curves)), fontsize=8)
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig = localization_curves_figure(curves, split, self.fixed_threshold)
         save_figure(fig, run_dir / "curves" / f"{split}_localization.png")
 
     def _write_picture(self, run_dir: Path, trainer: pl.Trainer) -> None:
@@ -248,4 +229,4 @@ class LocalizationEvaluation(pl.Callback):
             for t, p in zip(pic["target"].tolist(), pic["preds"].tolist(), strict=True)
         ]
         gt = [b[(b >= 0).all(dim=1)] for b in pic["boxes"]]
-        save_overlay_grid(run_dir / "pictures" / "test_overlays.png", images.clamp(0, 1), pic["maps"], gt_boxes=gt, pred_boxes=pred_boxes, titles=titles)
+        save_overlay_grid(run_dir / "pictures" / "test_overlays.png", images.clamp(0, 1), pic["maps"], gt_boxes=gt, pred_boxes=pred_boxes, titles=titles, tau=self.fixed_threshold)
