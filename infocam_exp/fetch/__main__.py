@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
         "Interrupted downloads resume; a second call does nothing.",
         epilog="--list prints every file with its address, size and checksum.",
     )
-    p.add_argument("what", nargs="?", choices=[*DATASETS, "weights"], help="the dataset, or 'weights'")
+    p.add_argument("what", nargs="?", choices=[*DATASETS, "weights"], type=lambda s: s.replace("-", "_"),
+                   help="the dataset, or 'weights' (tiny-imagenet and fashion-mnist work too)")
     p.add_argument("models", nargs="*", metavar="MODEL", help=f"with 'weights': any of {', '.join(WEIGHTS)} (default all)")
     p.add_argument("--root", default=None,
                    help="data root (paths.data_dir: $INFOCAM_DATA, else ${INFOCAM_ROOT:-.}/data); with 'weights': "
