@@ -9,9 +9,11 @@ import gzip
 import hashlib
 import http.server
 import io
+import re
 import stat
 import tarfile
 import threading
+import tokenize
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -501,3 +503,40 @@ def test_gz_fixture_files_are_gzip(tmp_path):
     # the idx fixture must be served as the published .gz files are (gzip streams)
     src = write_mnist_like(tmp_path, cyclic_labels(3))
     assert gzip.decompress((src / "t10k-labels-idx1-ubyte.gz").read_bytes())[:4] == np.array([0, 0, 8, 1], np.uint8).tobytes()
+
+
+# --- nothing else downloads ----------------------------------------------------------------------
+
+_DOWNLOAD_CALLS = re.compile(
+    r"urlopen|urlretrieve|urllib\.request|requests\.(get|post)|http\.client|download_url|load_state_dict_from_url"
+    r"|hub\.load\b|get_state_dict\(|hf_hub_download|snapshot_download|download=True"
+    r"|weights=([\w.]*_Weights\.|['\"](IMAGENET|DEFAULT))"  # a torchvision constructor given weights downloads
+)
+_WEIGHTS_NAME = re.compile(r"""^['"](IMAGENET1K_V\d|DEFAULT)['"]$""")
+
+
+def _code_without_strings(path: Path) -> str:
+    """The tokens of ``path`` joined without spaces; comments and string literals removed, except
+    a weights name ("IMAGENET1K_V1", "DEFAULT") as torchvision's constructors take it."""
+    out = []
+    with open(path, "rb") as f:
+        for tok in tokenize.tokenize(f.readline):
+            if tok.type == tokenize.STRING and not _WEIGHTS_NAME.match(tok.string):
+                continue
+            if tok.type not in (tokenize.COMMENT, tokenize.ENCODING):
+                out.append(tok.string)
+    return "".join(out)
+
+
+def test_no_code_path_outside_the_fetcher_downloads():
+    repo = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in sorted([*(repo / "infocam_exp").rglob("*.py"), *(repo / "scripts").rglob("*.py")]):
+        if "fetch" in path.relative_to(repo).parts[:2]:
+            continue
+        for m in _DOWNLOAD_CALLS.finditer(_code_without_strings(path)):
+            offenders.append(f"{path.relative_to(repo)}: {m.group(0)}")
+    assert offenders == []
+    # the check itself sees such calls
+    probe = repo / "infocam_exp" / "fetch" / "download.py"
+    assert _DOWNLOAD_CALLS.search(_code_without_strings(probe))
