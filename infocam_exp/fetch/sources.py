@@ -87,7 +87,8 @@ DATASETS: dict[str, Source] = {
                 ("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",),
                 1_150_585_339,
                 "md5:97eceeb196236b17998738112f37df78",
-                "CaltechDATA record 65de6-vp158 (the file's md5 on the record page)",
+                "the md5 that loaders of this file record (e.g. Avalanche's CUB200); CaltechDATA lists "
+                "an md5 per file on record 65de6-vp158",
             ),
         ),
         required=(
