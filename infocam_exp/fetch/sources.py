@@ -108,8 +108,8 @@ DATASETS: dict[str, Source] = {
                 ("https://cs231n.stanford.edu/tiny-imagenet-200.zip", "http://cs231n.stanford.edu/tiny-imagenet-200.zip"),
                 248_100_043,
                 "md5:90528d7ca1a48142e341f4ef8d21d0de",
-                "no checksum from CS231n; the md5 that other loaders record (e.g. Avalanche's TinyImagenet, "
-                "Mila's datasets--tinyimagenet git-annex key MD5E-s248100043--90528d7c...)",
+                "no checksum from CS231n; the md5 that several PyTorch Tiny-ImageNet loaders record, the same "
+                "as Mila's datasets--tinyimagenet git-annex key MD5E-s248100043--90528d7c...",
             ),
         ),
         required=("wnids.txt", "words.txt", "train/", "val/images/", "val/val_annotations.txt"),
