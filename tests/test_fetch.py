@@ -49,7 +49,8 @@ class Server:
 
     Switches: ``truncate[name] = (offset, times)`` ends the next ``times`` transfers of ``name``
     after byte ``offset`` of the file (the full Content-Length is announced); ``corrupt`` flips
-    one byte of the named files; ``ignore_range`` answers 200 with the whole file to Range requests.
+    one byte of the named files; ``ignore_range`` answers 200 with the whole file to Range requests;
+    ``omit_length`` sends no Content-Length (the end of the connection ends the file).
     """
 
     def __init__(self) -> None:
@@ -58,6 +59,7 @@ class Server:
         self.truncate: dict[str, tuple[int, int]] = {}
         self.corrupt: set[str] = set()
         self.ignore_range = False
+        self.omit_length = False
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,7 +87,8 @@ class Server:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
+                if not server.omit_length:
+                    self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()
                 end = len(data)
                 if name in server.truncate:
@@ -283,6 +286,15 @@ def test_corrupted_archive_names_file_expected_and_got_and_leaves_nothing(server
     msg = str(err.value)
     assert "CUB_200_2011.tgz" in msg and f"expected {good}, got {bad}" in msg and "was deleted" in msg
     assert list(root.iterdir()) == []  # no part file, no archive, no folder, no temp folder
+
+
+def test_unannounced_extra_bytes_are_refused(server, cifar_served, tmp_path):
+    server.omit_length = True
+    server.files["cifar-10-python.tar.gz"] += b"trailing junk"
+    root = tmp_path / "data"
+    with pytest.raises(ChecksumError, match=f"size mismatch: expected {cifar_served.files[0].size} bytes, got more"):
+        fetch(cifar_served, root, base_url=server.url, retry_wait=0)
+    assert list(root.iterdir()) == []
 
 
 def test_cli_wrong_size_from_the_real_catalogue(server, tmp_path, capsys):

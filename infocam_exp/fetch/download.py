@@ -160,9 +160,15 @@ def _transfer(url: str, part: Path, remote: Remote, timeout: float) -> None:
                         break
                     f.write(chunk)
                     progress.update(len(chunk))
+                    if progress.done > remote.size:  # no announced length, and more than the published size
+                        break
         finally:
             progress.close()
     got = part.stat().st_size
+    if got > remote.size:
+        part.unlink()
+        raise ChecksumError(remote.name, "size", f"{remote.size} bytes", f"more than that from {url}",
+                            "Nothing was kept; the file at that address is not the published one")
     if got < remote.size:
         raise _Interrupted(f"connection closed after {got} of {remote.size} bytes")
 
