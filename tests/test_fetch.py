@@ -552,3 +552,14 @@ def test_no_code_path_outside_the_fetcher_downloads():
     # the check itself sees such calls
     probe = repo / "infocam_exp" / "fetch" / "download.py"
     assert _DOWNLOAD_CALLS.search(_code_without_strings(probe))
+
+
+def test_progress_is_plain_log_lines_when_stdout_is_not_a_terminal(server, tmp_path, caplog):
+    data = bytes(range(256)) * (3 * 2**20 // 256)  # 3 MiB: three 1 MiB reads
+    remote = Remote("blob.bin", ("http://unused/",), len(data), "md5:" + hashlib.md5(data).hexdigest(), "test")
+    server.files["blob.bin"] = data
+    spec = Source("blob", "a blob", "files", "blob", (remote,))
+    with caplog.at_level("INFO", logger="infocam_exp.fetch"):
+        fetch(spec, tmp_path / "data", base_url=server.url)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("blob.bin: ")]
+    assert [line.split("(")[1].split(")")[0] for line in lines] == ["33%", "66%", "100%"]
