@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help setup run test test-fast lint bench-mi report clean-outputs
 
 help:  ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,21 @@ $(TABLES): table-%: setup
 
 report: setup  ## One page of every result built so far: outputs/report/index.html (open it from disk)
 	$(PY) -m infocam_exp.report
+
+# make fetch-<name>: download a dataset from its publisher (size and checksum checked, resumable,
+# a no-op when it is already there) into paths.data_dir, or ROOT=DIR; fetch-weights puts
+# torchvision's ImageNet weights into torch.hub.get_dir()/checkpoints (docs/data.md).
+fetch-cub: ## CUB-200-2011 (Caltech's CUB_200_2011.tgz) -> <root>/CUB_200_2011
+fetch-tiny-imagenet: ## Tiny-ImageNet (CS231n's tiny-imagenet-200.zip) -> <root>/tiny-imagenet-200
+fetch-cifar10: ## CIFAR-10 python version (Krizhevsky's page) -> <root>/cifar-10-batches-py
+fetch-cifar100: ## CIFAR-100 python version (Krizhevsky's page) -> <root>/cifar-100-python
+fetch-mnist: ## MNIST idx .gz files -> <root>/MNIST/raw
+fetch-fashion-mnist: ## Fashion-MNIST idx .gz files (Zalando) -> <root>/FashionMNIST/raw
+fetch-weights: ## ImageNet weights vgg16, resnet50 (V1), inception_v3 -> torch hub checkpoints
+FETCHES := fetch-cub fetch-tiny-imagenet fetch-cifar10 fetch-cifar100 fetch-mnist fetch-fashion-mnist fetch-weights
+.PHONY: $(FETCHES)
+$(FETCHES): fetch-%: setup
+	$(PY) -m infocam_exp.fetch $(subst -,_,$*) $(if $(ROOT),--root "$(ROOT)")
 
 bench-mi: setup  ## Time the full synthetic MI grid in a fresh output folder (scripts/bench_mi_table.py)
 	$(PY) scripts/bench_mi_table.py

@@ -215,8 +215,9 @@ def find_cifar_dir(root: str | Path, name: str) -> Path:
         what=f"{name} python batches",
         searched=searched,
         layout=f"<root>/{spec.folder}/{{{','.join(files)}}}",
-        get_it=f"data.download=true (torchvision's {tv} downloader, into data.root), or extract the "
-        "python version from https://www.cs.toronto.edu/~kriz/cifar.html into data.root",
+        get_it=f"python -m infocam_exp.fetch {name} --root {root} (or make fetch-{name} ROOT={root}; the {tv} python "
+        "version from https://www.cs.toronto.edu/~kriz/cifar.html, md5-checked and extracted), or data.download=true "
+        "(the same fetcher, into data.root)",
         override=f"data.root=/path/containing/{spec.folder}",
     )
 
@@ -227,7 +228,7 @@ def load_cifar(root: str | Path, name: str, download: bool = False) -> dict[str,
     Args:
         root: directory containing ``cifar-10-batches-py/`` or ``cifar-100-python/``.
         name: "cifar10" or "cifar100".
-        download: if missing, fetch with torchvision's downloader into ``root`` (never otherwise).
+        download: if missing, fetch into ``root`` with ``infocam_exp.fetch`` (never otherwise).
 
     Returns:
         ``train_images`` uint8 (50000, 3, 32, 32), ``train_labels`` int64 (50000,), ``test_images``
@@ -240,12 +241,11 @@ def load_cifar(root: str | Path, name: str, download: bool = False) -> dict[str,
     except DataNotFoundError:
         if not download:
             raise
-        from torchvision import datasets
+        # the same checked download as `python -m infocam_exp.fetch <name>`
+        from infocam_exp import fetch
 
-        cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
-        log.info("Downloading %s into %s (data.download=true)", cls.__name__, root)
-        Path(root).mkdir(parents=True, exist_ok=True)
-        cls(str(root), train=True, download=True)
+        log.info("Downloading %s into %s (data.download=true)", name, root)
+        fetch.fetch(name, root)
         folder = find_cifar_dir(root, name)
     log.info("Reading %s from %s", name, folder)
     out: dict[str, Any] = {}
@@ -305,7 +305,7 @@ class CIFARLongTailDataModule(InMemoryDataModule):
         batch_size, eval_batch_size: per-process batch sizes for training and evaluation.
         augment: random crop (pad 4) + horizontal flip on training batches.
         mean, std: per-channel normalisation; None = the dataset's standard values.
-        download: fetch missing files with torchvision's downloader (never otherwise).
+        download: fetch missing files with ``infocam_exp.fetch`` (never otherwise).
         seed: data seed: which images the long tail keeps (0 = LDAM-DRW's choice, see the module
             docstring) and the training shuffle; fixed across training seeds.
     """

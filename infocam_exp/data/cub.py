@@ -72,9 +72,10 @@ CUB_LAYOUT = (
     "bounding_boxes.txt and images/<NNN.Name>/<file>.jpg"
 )
 CUB_GET_IT = (
-    "download CUB_200_2011.tgz from Caltech's CUB-200-2011 page "
-    "(https://www.vision.caltech.edu/datasets/cub_200_2011/, hosted on data.caltech.edu) "
-    "and extract it (tar xzf CUB_200_2011.tgz)"
+    "python -m infocam_exp.fetch cub --root DATA_ROOT (or make fetch-cub ROOT=DATA_ROOT; DATA_ROOT is the "
+    "folder that holds CUB_200_2011/, by default paths.data_dir) downloads CUB_200_2011.tgz from Caltech "
+    "(data.caltech.edu), checks its md5 and extracts it; or download it by hand from "
+    "https://www.vision.caltech.edu/datasets/cub_200_2011/ and extract it (tar xzf CUB_200_2011.tgz)"
 )
 CUB_OVERRIDE = "data.root=/path/to/CUB_200_2011 (or its parent folder)"
 CUB_SPLITS = ("imbalanced_authors", "imbalanced_rule", "official")

@@ -148,7 +148,12 @@ def search_dirs(root: str | Path, name: str, system_dirs: Sequence[str | Path] |
 def _not_found(name: str, dirs: Sequence[Path], partial: dict[Path, list[str]]) -> DataNotFoundError:
     folder = TORCHVISION_FOLDERS[name]
     searched = [str(d) + (f" (has some files, lacks {', '.join(partial[d])})" if d in partial else "") for d in dirs]
-    get_it = "data.download=true (torchvision's downloader, into data.root)"
+    fetch_name = "fashion-mnist" if name == "fashion_mnist" else "mnist"
+    get_it = (
+        f"python -m infocam_exp.fetch {name} --root {dirs[1]} (or make fetch-{fetch_name} ROOT={dirs[1]}; "
+        f"the idx files from the publisher, md5-checked, into {dirs[0]}), or data.download=true (the same fetcher, "
+        "into data.root)"
+    )
     if name == "fashion_mnist":
         get_it += ", or `apt-get install dataset-fashion-mnist` (installs into /usr/share/datasets/fashion-mnist)"
     return DataNotFoundError(
@@ -187,13 +192,11 @@ def find_mnist_files(
 
 
 def _download(root: str | Path, name: str) -> None:
-    # Imported here: torchvision's dataset module is only needed for the explicit download.
-    from torchvision import datasets
+    # data.download=true: the same checked download as `python -m infocam_exp.fetch <name>`.
+    from infocam_exp import fetch
 
-    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
-    log.info("Downloading %s into %s (data.download=true)", cls.__name__, root)
-    Path(root).mkdir(parents=True, exist_ok=True)
-    cls(str(root), train=True, download=True)
+    log.info("Downloading %s into %s (data.download=true)", name, root)
+    fetch.fetch(name, root)
 
 
 def load_mnist_like(
@@ -207,7 +210,7 @@ def load_mnist_like(
     Args:
         root: data root (see ``find_mnist_files`` for the search order).
         name: "mnist" or "fashion_mnist".
-        download: if the files are missing, fetch them with torchvision's downloader into ``root``
+        download: if the files are missing, fetch them into ``root`` with ``infocam_exp.fetch``
             (never otherwise).
         system_dirs: extra directories searched last (default: Debian's, for Fashion-MNIST).
 

@@ -135,7 +135,7 @@ class MNISTImbalancedDataModule(InMemoryDataModule):
         batch_size, eval_batch_size: per-process batch sizes for training and evaluation.
         mean, std: normalisation of pixel values in [0, 1] (the authors' MNIST values; Fashion-MNIST's
             own statistics are about 0.2860 / 0.3530).
-        download: fetch missing files with torchvision's downloader (never otherwise).
+        download: fetch missing files with ``infocam_exp.fetch`` (never otherwise).
         seed: data seed; here it only seeds the training shuffle (the splits are fixed by index).
     """
 

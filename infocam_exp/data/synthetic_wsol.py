@@ -525,7 +525,7 @@ class SyntheticWSOLDataModule(InMemoryDataModule):
     Args:
         root: data root for Fashion-MNIST's idx files (``<root>/FashionMNIST/raw/``, ``<root>/``,
             then /usr/share/datasets/fashion-mnist); None searches ``data`` and the system folder.
-        download: fetch missing files with torchvision's downloader into ``root`` (never otherwise).
+        download: fetch missing files into ``root`` with ``infocam_exp.fetch`` (never otherwise).
         image_size: S, the canvas side in pixels.
         object_scale: [min, max] side of the pasted 28x28 item frame as a fraction of S (uniform);
             the object's own box is smaller (items do not fill their frame).

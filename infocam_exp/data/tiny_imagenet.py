@@ -50,8 +50,10 @@ TINY_LAYOUT = (
     "train/<wnid>/<wnid>_boxes.txt, val/images/*.JPEG, val/val_annotations.txt"
 )
 TINY_GET_IT = (
-    "download http://cs231n.stanford.edu/tiny-imagenet-200.zip (CS231n, Stanford) on an online "
-    "machine and unzip it"
+    "python -m infocam_exp.fetch tiny_imagenet --root DATA_ROOT (or make fetch-tiny-imagenet ROOT=DATA_ROOT; "
+    "DATA_ROOT is the folder that holds tiny-imagenet-200/, by default paths.data_dir) downloads "
+    "tiny-imagenet-200.zip from CS231n (Stanford), checks its md5 and extracts it; or download "
+    "http://cs231n.stanford.edu/tiny-imagenet-200.zip by hand and unzip it"
 )
 TINY_OVERRIDE = "data.root=/path/to/tiny-imagenet-200 (or its parent folder)"
 VAL_TEST_SPLITS = ("authors_lists", "alternate")

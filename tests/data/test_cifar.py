@@ -156,21 +156,21 @@ def test_missing_file_message(c10: Path) -> None:
         CIFARLongTailDataModule(root=str(c10), name="cifar100").prepare_facts()
 
 
-def test_download_calls_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from torchvision import datasets
+def test_download_calls_the_fetcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infocam_exp import fetch
 
     calls = []
 
-    def fake_cifar10(root: str, train: bool, download: bool) -> None:
-        calls.append((root, train, download))
+    def fake_fetch(name: str, root: str) -> None:
+        calls.append((name, root))
         write_cifar(root, cyclic_labels(600), cyclic_labels(200))
 
-    monkeypatch.setattr(datasets, "CIFAR10", fake_cifar10)
+    monkeypatch.setattr(fetch, "fetch", fake_fetch)
     with pytest.raises(DataNotFoundError):
         load_cifar(tmp_path, "cifar10")
     assert calls == []
     assert len(load_cifar(tmp_path, "cifar10", download=True)["train_labels"]) == 600
-    assert calls == [(str(tmp_path), True, True)]
+    assert calls == [("cifar10", tmp_path)]
 
 
 def _rewrite(path: Path, **changes: object) -> None:

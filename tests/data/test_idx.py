@@ -151,18 +151,18 @@ def test_no_download_without_asking(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         load_mnist_like(tmp_path, "mnist")
 
 
-def test_download_calls_torchvision_then_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from torchvision import datasets
+def test_download_calls_the_fetcher_then_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infocam_exp import fetch
 
     calls = []
 
-    def fake_mnist(root: str, train: bool, download: bool) -> None:
-        calls.append((root, train, download))
+    def fake_fetch(name: str, root: str) -> None:
+        calls.append((name, root))
         write_mnist_like(root, cyclic_labels(10))
 
-    monkeypatch.setattr(datasets, "MNIST", fake_mnist)
+    monkeypatch.setattr(fetch, "fetch", fake_fetch)
     data = load_mnist_like(tmp_path, "mnist", download=True)
-    assert calls == [(str(tmp_path), True, True)]
+    assert calls == [("mnist", tmp_path)]
     assert len(data["train_labels"]) == 10
 
 
