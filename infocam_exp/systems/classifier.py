@@ -34,6 +34,38 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
+def schedule_summary(
+    scheduler_factory: SchedulerFactory, optimizer: torch.optim.Optimizer, interval: str, total: int | None
+) -> dict[str, Any]:
+    """Replay ``scheduler_factory`` on a copy of ``optimizer``'s groups (parameters untouched) for
+    ``total`` intervals: ``{"scheduler", "interval", "total", "stretches": [[start, end, lr of the
+    first group], ...]}``, ``end`` exclusive; at most 50 stretches are listed (then ``"truncated"``)."""
+    shadow = torch.optim.SGD(
+        [{"params": [torch.zeros(1, requires_grad=True)], "lr": g["lr"]} for g in optimizer.param_groups], lr=1.0
+    )
+    scheduler = scheduler_factory(shadow)
+    summary: dict[str, Any] = {"scheduler": type(scheduler).__name__, "interval": interval, "total": total}
+    settings = getattr(scheduler_factory, "keywords", {}) or {}
+    summary["settings"] = {k: v for k, v in settings.items() if isinstance(v, int | float | bool | str)}
+    if total is None:
+        return summary
+    stretches: list[list[float]] = []
+    for t in range(int(total)):
+        lr = float(shadow.param_groups[0]["lr"])
+        if stretches and stretches[-1][2] == lr:
+            stretches[-1][1] = t + 1
+        elif len(stretches) >= 50:
+            summary["truncated"] = True
+            break
+        else:
+            stretches.append([t, t + 1, lr])
+        shadow.step()
+        scheduler.step()
+    summary["stretches"] = stretches
+    summary["boundaries"] = [s[0] for s in stretches[1:]]
+    return summary
+
+
 class ClassifierSystem(pl.LightningModule):
     """Trains ``model`` with ``loss``.
 
@@ -44,7 +76,9 @@ class ClassifierSystem(pl.LightningModule):
             can return feature maps for CAMs.
         loss: a prior-aware loss (``infocam_exp.losses``); its ``predict`` gives the decision.
         optimizer: partial optimiser, called with the parameters (e.g. ``torch.optim.SGD``, lr=...).
-        scheduler: optional partial LR scheduler, called with the optimiser; stepped per epoch.
+        scheduler: optional partial LR scheduler, called with the optimiser.
+        scheduler_interval: ``"epoch"`` (step the scheduler after each epoch) or ``"step"``
+            (after each optimiser step: step-based schedules such as TF-slim's).
         head_lr_mult: learning-rate multiplier of the model's new head (models with ``param_groups``).
         channels_last: use the channels-last memory format (faster convolutions on GPUs).
         finite_check_every: look at the recorded training-loss check every this many steps (and
@@ -60,8 +94,12 @@ class ClassifierSystem(pl.LightningModule):
         head_lr_mult: float = 1.0,
         channels_last: bool = False,
         finite_check_every: int = 20,
+        scheduler_interval: str = "epoch",
     ) -> None:
         super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"system.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.scheduler_interval = scheduler_interval
         self.model = model
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -227,4 +265,30 @@ class ClassifierSystem(pl.LightningModule):
         optimizer = self.optimizer_factory(self._param_groups(lr) if lr is not None else self.model.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """The learning-rate schedule (JSON-serialisable): optimiser, per-group weight decay, the
+        scheduler, the interval it steps on, and the lr of each stretch of steps (or epochs) up to
+        the trainer's ``max_steps`` (or ``max_epochs``), replayed on a throwaway optimiser."""
+        factory = self.optimizer_factory
+        keywords = dict(getattr(factory, "keywords", {}) or {})
+        optimizer = factory(self._param_groups(keywords["lr"]) if "lr" in keywords else self.model.parameters())
+        facts: dict[str, Any] = {
+            "optimizer": type(optimizer).__name__,
+            "optimizer_settings": {k: v for k, v in keywords.items() if isinstance(v, int | float | bool | str)},
+            "weight_decay_by_group": {
+                str(g.get("name", i)): float(g.get("weight_decay", 0.0)) for i, g in enumerate(optimizer.param_groups)
+            },
+        }
+        if self.scheduler_factory is None:
+            return facts
+        trainer = self._trainer
+        total = None
+        if trainer is not None:
+            total = trainer.max_steps if self.scheduler_interval == "step" and trainer.max_steps > 0 else trainer.max_epochs
+        facts["lr_schedule"] = schedule_summary(
+            self.scheduler_factory, optimizer, self.scheduler_interval, total if total and total > 0 else None
+        )
+        return facts
