@@ -63,6 +63,8 @@ def test_central_crop_box_by_hand():
     assert central_crop_box(20, 16) == (1, 1, 18, 14)
     # 10 -> int(0.625) = 0; 7 -> int(0.4375) = 0: nothing cropped
     assert central_crop_box(10, 7) == (0, 0, 10, 7)
+    # truncation, not rounding: 12 -> int(0.75) = 0; 28 -> int(1.75) = 1, size 26
+    assert central_crop_box(12, 28) == (0, 1, 12, 26)
     # 500 -> int(31.25) = 31, size 438; 375 -> int(23.4375) = 23, size 329
     assert central_crop_box(500, 375) == (31, 23, 438, 329)
 
