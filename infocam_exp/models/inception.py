@@ -1,7 +1,10 @@
 """Inception-V3 (Szegedy et al., CVPR 2016) for the CUB-200-2011 PC-softmax experiment.
 
 The authors (Qin et al. section 3) used Inception-V3 pretrained on ImageNet + iNaturalist 2017
-(Cui et al., CVPR 2018) and trained only the last layer at 299 px. torchvision does not ship those
+(Cui et al., CVPR 2018) and trained only the last layer at 299 px, in TF-slim with the network
+built in training mode (body BatchNorm on batch statistics, moving averages updated, dropout keep
+0.8): ``body_bn="train"``, ``bn_momentum=0.0003``, ``dropout=0.2``, ``head_init="slim"``,
+``head_bias_decay=False`` (configs/recipe/cub_inception_v3.yaml). torchvision does not ship those
 weights; ``pretrained=True`` loads torchvision's ImageNet-only weights
 (``inception_v3_google-0cc3c7bd.pth``), or any state dict with torchvision's parameter names given
 by ``weights_path`` (e.g. a converted ImageNet + iNat2017 checkpoint), so expect lower accuracy
