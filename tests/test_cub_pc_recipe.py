@@ -93,6 +93,7 @@ def test_system_steps_the_schedule_per_optimiser_step_and_reports_it(tmp_path):
     assert [s[:2] for s in schedule["stretches"]] == [[0, 936], [936, 1872], [1872, 2808], [2808, 2810]]
     assert [s[2] for s in schedule["stretches"]] == pytest.approx([0.01, 1e-3, 1e-4, 1e-5])
     assert facts["weight_decay_by_group"] == {"head": 4e-5, "head_bias": 0.0}
+    assert facts["training_length"] == "2810 optimiser steps"
 
 
 def test_datamodule_transforms_stream_and_each_test_image_once(tmp_path):

@@ -282,9 +282,14 @@ class ClassifierSystem(pl.LightningModule):
                 str(g.get("name", i)): float(g.get("weight_decay", 0.0)) for i, g in enumerate(optimizer.param_groups)
             },
         }
+        trainer = self._trainer
+        if trainer is not None:
+            facts["training_length"] = (
+                f"{trainer.max_steps} optimiser steps" if trainer.max_steps and trainer.max_steps > 0
+                else f"{trainer.max_epochs} epochs"
+            )
         if self.scheduler_factory is None:
             return facts
-        trainer = self._trainer
         total = None
         if trainer is not None:
             total = trainer.max_steps if self.scheduler_interval == "step" and trainer.max_steps > 0 else trainer.max_epochs
