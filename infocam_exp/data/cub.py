@@ -32,10 +32,12 @@ Splits:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +47,7 @@ from infocam_exp.data.author_lists import (
     CUB_IMBALANCED_TEST,
     CUB_IMBALANCED_TRAIN,
     ListEntry,
+    list_path,
     read_cub_list,
     select_entries,
 )
@@ -54,6 +57,7 @@ from infocam_exp.data.base import (
     DataNotFoundError,
     eval_sampler,
 )
+from infocam_exp.data.slim import InceptionEvalTransform, InceptionTrainTransform, PassStreamSampler
 from infocam_exp.data.wsol import (
     EvalTransform,
     ImageRecord,
@@ -79,6 +83,8 @@ CUB_GET_IT = (
 )
 CUB_OVERRIDE = "data.root=/path/to/CUB_200_2011 (or its parent folder)"
 CUB_SPLITS = ("imbalanced_authors", "imbalanced_rule", "official")
+CUB_PREPROCESSING = ("resize_crop", "inception")
+CUB_TRAIN_ORDERS = ("epochs", "stream")
 
 
 @dataclass(frozen=True)
@@ -390,6 +396,14 @@ class CUBClassificationDataModule(ClassificationDataModule):
         batch_size, eval_batch_size, num_workers, pin_memory: loaders (as ``WSOLDataModule``).
         seed: data seed; it draws the validation hold-out.
         check_files: check that every image exists when reading the annotations.
+        preprocessing: ``"resize_crop"`` (above) or ``"inception"``: TF-slim's Inception
+            preprocessing, as the authors' TF run (``infocam_exp.data.slim``: distorted crop,
+            flip, colour at training; central crop 0.875 at evaluation; ``resize_size`` unused).
+        train_order: ``"epochs"`` (a reshuffle per epoch, the last batch may be short) or
+            ``"stream"`` (shuffled passes run into each other and every batch is full, as slim's
+            queue; ``PassStreamSampler``, seeded with the training seed).
+
+    Every evaluation image is scored exactly once: sequential loaders, unpadded shards under DDP.
     """
 
     def __init__(
@@ -409,10 +423,18 @@ class CUBClassificationDataModule(ClassificationDataModule):
         pin_memory: bool = True,
         seed: int = 0,
         check_files: bool = True,
+        preprocessing: str = "resize_crop",
+        train_order: str = "epochs",
     ) -> None:
         super().__init__()
         if split not in CUB_SPLITS:
             raise ValueError(f"split must be one of {CUB_SPLITS}, got {split!r}")
+        if preprocessing not in CUB_PREPROCESSING:
+            raise ValueError(f"data.preprocessing must be one of {CUB_PREPROCESSING}, got {preprocessing!r}")
+        if train_order not in CUB_TRAIN_ORDERS:
+            raise ValueError(f"data.train_order must be one of {CUB_TRAIN_ORDERS}, got {train_order!r}")
+        self.preprocessing = preprocessing
+        self.train_order = train_order
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         caps = {"train_keep_odd": train_keep_odd, "train_keep_even": train_keep_even,
@@ -486,24 +508,67 @@ class CUBClassificationDataModule(ClassificationDataModule):
         labels = [r.label for r in self.records(split)]
         return torch.bincount(torch.as_tensor(labels, dtype=torch.int64), minlength=self.num_classes)
 
+    def transform(self, split: str) -> Any:
+        """The image transform of ``split``: PIL image -> (3, S, S) ImageNet-normalised tensor."""
+        if self.preprocessing == "inception":
+            if split == "train":
+                return InceptionTrainTransform(self.image_size)
+            return InceptionEvalTransform(self.image_size)
+        if split == "train":
+            return TrainTransform(self.image_size, crop=True, resize_size=self.resize_size)
+        # the image half of the authors' eval transform (resize R, centre crop S); as a
+        # non-EvalTransform callable the dataset yields (image, label) without boxes
+        return EvalTransform("authors", self.image_size, crop=True, resize_size=self.resize_size).image
+
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
-        if train:
-            tf = TrainTransform(self.image_size, crop=True, resize_size=self.resize_size)
+        dataset = WSOLImageDataset(self.records(split), self.transform(split))
+        if train and self.train_order == "stream":
+            # the training seed (seed_everything), so each seed sees its own order
+            sampler = PassStreamSampler(len(dataset), self.batch_size, seed=torch.initial_seed())
         else:
-            # the image half of the authors' eval transform (resize R, centre crop S); as a
-            # non-EvalTransform callable the dataset yields (image, label) without boxes
-            tf = EvalTransform("authors", self.image_size, crop=True, resize_size=self.resize_size).image
-        dataset = WSOLImageDataset(self.records(split), tf)
+            sampler = None if train else eval_sampler(self.trainer, dataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            sampler=None if train else eval_sampler(self.trainer, dataset),
+            shuffle=train and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
+
+    def _describe_transform(self, split: str) -> str:
+        if self.preprocessing == "inception":
+            return self.transform(split).describe()
+        r, s = self.resize_size, self.image_size
+        if split == "train":
+            return f"resize {r}x{r}, random crop {s}, flip p=0.5, ImageNet mean/std"
+        return f"resize {r}x{r}, centre crop {s}, ImageNet mean/std"
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """The data protocol of this run (JSON-serialisable): split, list files, sizes,
+        transforms, training order, and how the test split is scored."""
+        facts: dict[str, Any] = {
+            "data": f"CUB-200-2011 classification, split {self.split}",
+            "split_sizes": {k: len(self.records(k)) for k in ("train", "val", "test")},
+            "train_transform": self._describe_transform("train"),
+            "test_transform": self._describe_transform("test"),
+            "batch_size": self.batch_size,
+            "train_order": (
+                f"stream of shuffled passes, every step {self.batch_size} images (PassStreamSampler)"
+                if self.train_order == "stream" else "reshuffled each epoch, last batch may be short"
+            ),
+            "test_images_evaluated": "each exactly once (sequential loader; unpadded shards under DDP)",
+        }
+        if self.split == "imbalanced_authors":
+            facts["split_lists"] = {
+                name: {"sha256": hashlib.sha256(list_path(name).read_bytes()).hexdigest()}
+                for name in (CUB_IMBALANCED_TRAIN, CUB_IMBALANCED_TEST)
+            }
+        elif self.split == "imbalanced_rule":
+            facts["split_caps"] = dict(self.caps)
+        return facts
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from infocam_exp.losses.pc_softmax import _PriorLoss
+from infocam_exp.systems.schedule import schedule_summary
 
 
 class DivergenceError(RuntimeError):
@@ -44,7 +45,9 @@ class ClassifierSystem(pl.LightningModule):
             can return feature maps for CAMs.
         loss: a prior-aware loss (``infocam_exp.losses``); its ``predict`` gives the decision.
         optimizer: partial optimiser, called with the parameters (e.g. ``torch.optim.SGD``, lr=...).
-        scheduler: optional partial LR scheduler, called with the optimiser; stepped per epoch.
+        scheduler: optional partial LR scheduler, called with the optimiser.
+        scheduler_interval: ``"epoch"`` (step the scheduler after each epoch) or ``"step"``
+            (after each optimiser step: step-based schedules such as TF-slim's).
         head_lr_mult: learning-rate multiplier of the model's new head (models with ``param_groups``).
         channels_last: use the channels-last memory format (faster convolutions on GPUs).
         finite_check_every: look at the recorded training-loss check every this many steps (and
@@ -60,8 +63,12 @@ class ClassifierSystem(pl.LightningModule):
         head_lr_mult: float = 1.0,
         channels_last: bool = False,
         finite_check_every: int = 20,
+        scheduler_interval: str = "epoch",
     ) -> None:
         super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"system.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.scheduler_interval = scheduler_interval
         self.model = model
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -227,4 +234,35 @@ class ClassifierSystem(pl.LightningModule):
         optimizer = self.optimizer_factory(self._param_groups(lr) if lr is not None else self.model.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """The learning-rate schedule (JSON-serialisable): optimiser, per-group weight decay, the
+        scheduler, the interval it steps on, and the lr of each stretch of steps (or epochs) up to
+        the trainer's ``max_steps`` (or ``max_epochs``), replayed on a throwaway optimiser."""
+        factory = self.optimizer_factory
+        keywords = dict(getattr(factory, "keywords", {}) or {})
+        optimizer = factory(self._param_groups(keywords["lr"]) if "lr" in keywords else self.model.parameters())
+        facts: dict[str, Any] = {
+            "optimizer": type(optimizer).__name__,
+            "optimizer_settings": {k: v for k, v in keywords.items() if isinstance(v, int | float | bool | str)},
+            "weight_decay_by_group": {
+                str(g.get("name", i)): float(g.get("weight_decay", 0.0)) for i, g in enumerate(optimizer.param_groups)
+            },
+        }
+        trainer = self._trainer
+        if trainer is not None:
+            facts["training_length"] = (
+                f"{trainer.max_steps} optimiser steps" if trainer.max_steps and trainer.max_steps > 0
+                else f"{trainer.max_epochs} epochs"
+            )
+        if self.scheduler_factory is None:
+            return facts
+        total = None
+        if trainer is not None:
+            total = trainer.max_steps if self.scheduler_interval == "step" and trainer.max_steps > 0 else trainer.max_epochs
+        facts["lr_schedule"] = schedule_summary(
+            self.scheduler_factory, optimizer, self.scheduler_interval, total if total and total > 0 else None
+        )
+        return facts
