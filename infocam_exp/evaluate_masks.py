@@ -25,6 +25,9 @@ import csv
 import io
 import logging
 import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +76,17 @@ def _load_heatmap(path: Path, image_id: str, allow_nan: bool, normalize: bool) -
     return arr
 
 
+def _read_ahead(pool: ThreadPoolExecutor, fn, items, window: int):
+    """``fn(item)`` for each item, in order, at most ``window`` running or waiting ahead."""
+    queue: deque = deque()
+    for item in items:
+        queue.append(pool.submit(fn, item))
+        if len(queue) >= window:
+            yield queue.popleft().result()
+    while queue:
+        yield queue.popleft().result()
+
+
 def evaluate_masks(
     metadata_dir: str | Path,
     heatmaps_dir: str | Path,
@@ -83,6 +97,7 @@ def evaluate_masks(
     allow_nan: bool = False,
     normalize: bool = True,
     progress: bool | None = None,
+    workers: int | None = None,
 ) -> dict:
     """PxAP of every heatmap of a split against its masks.
 
@@ -96,6 +111,7 @@ def evaluate_masks(
         allow_nan: score NaN maps as zero maps instead of raising (needs ``normalize``).
         normalize: min-max normalise each map (False: maps must already lie in [0, 1]).
         progress: tqdm bar (maps/s); None: on a terminal only.
+        workers: threads reading heatmaps and masks ahead (None: up to 8, one per core).
 
     Returns:
         ``{"metrics": {"pxap": float}, "curves": {...}, "pixels": {...}, "num_images": int,
@@ -128,21 +144,27 @@ def evaluate_masks(
         bg_total += bg_hist
         ignored_total += ignored
 
-    bar = tqdm(
-        meta.image_ids,
-        desc="heatmaps",
-        unit="map",
-        disable=None if progress is None else not progress,
-    )
-    for image_id in bar:
+    def load(image_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         path = Path(heatmaps_dir) / f"{image_id}.npy"
         arr = _load_heatmap(path, image_id, allow_nan, normalize)
         annotation = meta.annotations[image_id]
         where = f"{meta.localization}:{annotation.line}"
         fg, ign = ground_truth(mask_root, annotation, arr.shape, where)
-        pending.setdefault(arr.shape, []).append((arr, fg, ign))
-        if len(pending[arr.shape]) >= batch_size:
-            flush(arr.shape)
+        return arr, fg, ign
+
+    bar = tqdm(
+        total=len(meta.image_ids),
+        desc="heatmaps",
+        unit="map",
+        disable=None if progress is None else not progress,
+    )
+    # Decoding the PNGs dominates; OpenCV and numpy release the GIL, so threads read ahead.
+    with bar, ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        for arr, fg, ign in _read_ahead(pool, load, meta.image_ids, 2 * batch_size):
+            pending.setdefault(arr.shape, []).append((arr, fg, ign))
+            if len(pending[arr.shape]) >= batch_size:
+                flush(arr.shape)
+            bar.update(1)
     for shape in list(pending):
         flush(shape)
 
