@@ -175,6 +175,18 @@ def test_random_sets_equal_the_reference(thresholds):
     assert 0 < ours.pxap < 100
 
 
+def test_explicit_thresholds_equal_the_reference():
+    # Non-uniform thresholds take the binary-search form; ties on its edges too.
+    rng = np.random.default_rng(5)
+    taus = np.unique(np.concatenate([[0.0], rng.random(37)]))
+    maps, fgs, igns = _random_set(rng, 60, 10)
+    maps = [np.where(rng.random(m.shape) < 0.5, rng.choice(taus, size=m.shape), m) for m in maps]
+    ours = _pxap(maps, fgs, igns, taus)
+    ref = reference_pxap(maps, fgs, igns, taus)
+    assert ours.tp.tolist() == ref["tp"].tolist() and ours.fp.tolist() == ref["fp"].tolist()
+    assert abs(ours.pxap - ref["pxap"]) < 1e-9
+
+
 def test_reference_interval_form_agrees():
     rng = np.random.default_rng(3)
     maps, fgs, igns = _random_set(rng, 40, 100)
