@@ -127,5 +127,9 @@ def test_ground_truth_unions_instances_and_subtracts_them_from_the_ignore_box(tm
     np.testing.assert_array_equal(fg, ref_fg)
     np.testing.assert_array_equal(ign, ref_ign)
     assert fg.any() and ign.any() and not (fg & ign).any()
+    # grey value 1 (> 0.5; masks are not divided by 255) is foreground, 0 is not
+    _png(tmp_path / "faint.png", np.where(masks[0], 1, 0).astype(np.uint8), "L")
+    faint, _ = ground_truth(tmp_path, MaskAnnotation(("faint.png",), "", 1), (30, 40))
+    np.testing.assert_array_equal(faint, masks[0])
     fg2, ign2 = ground_truth(tmp_path, MaskAnnotation(("m0.png",), "", 1), (17, 23))
     assert not ign2.any() and fg2.any()

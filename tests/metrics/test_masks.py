@@ -107,6 +107,18 @@ def test_foreground_inside_the_ignore_box_is_foreground():
     assert int(fh.sum()) == 1 and int(bh.sum()) == 2 and int(ignored) == 1
 
 
+@pytest.mark.parametrize("edges", [bin_edges(4), bin_edges([0.0, 0.3, 0.35, 0.9])])
+def test_histograms_follow_np_histogram_outside_zero_one(edges):
+    # Scores outside [0, 3] are dropped and 3 itself falls in the last, closed bin, in the O(1)
+    # form for i / N thresholds and in the binary-search form alike.
+    scores = np.array([-0.1, 0.0, 0.3, 0.35, 0.9999, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, np.nan])
+    fh, bh, _ = score_histograms(
+        torch.from_numpy(scores), torch.ones(scores.shape, dtype=torch.bool), None, edges
+    )
+    assert fh.tolist() == np.histogram(scores[~np.isnan(scores)], bins=edges)[0].tolist()
+    assert int(bh.sum()) == 0
+
+
 def test_no_foreground_raises():
     fg = np.zeros((2, 2), dtype=bool)
     with pytest.raises(PxAPError, match="no positive ground truth"):
@@ -135,7 +147,7 @@ def _random_set(rng, count, thresholds):
     maps, fgs, igns = [], [], []
     for k in range(count):
         h, w = rng.integers(3, 40, size=2)
-        kind = k % 4
+        kind = k % 5
         if kind == 0:  # values exactly on the thresholds (ties at bin edges)
             m = rng.choice(np.concatenate([taus, [1.0]]), size=(h, w))
         elif kind == 1:  # float32 values of thresholds: just above or below the float64 edge
@@ -144,8 +156,12 @@ def _random_set(rng, count, thresholds):
             m = rng.random((h, w))
             m.flat[rng.integers(h * w)] = 1.0
             m.flat[rng.integers(h * w)] = 0.0
-        else:  # coarse levels: many ties
+        elif kind == 3:  # coarse levels: many ties
             m = rng.integers(0, 5, size=(h, w)) / 4.0
+        else:  # one ulp either side of the edges
+            m = rng.choice(np.concatenate([taus[1:], [1.0]]), size=(h, w))
+            m = np.nextafter(m, np.where(rng.random((h, w)) < 0.5, 0.0, 2.0))
+            m = np.minimum(m, 1.0)
         fg = np.zeros((h, w), dtype=bool)
         for _ in range(rng.integers(0, 3)):  # instances, possibly none, possibly overlapping
             y0, x0 = rng.integers(0, h), rng.integers(0, w)
