@@ -162,11 +162,8 @@ def score_histograms(
         # off by a few ulps at most); one comparison with each neighbouring edge settles it.
         # O(1) per pixel instead of a binary search over the edges.
         guess = torch.nan_to_num(values * steps, nan=0.0).floor_().clamp_(0, steps).long()
-        index = (
-            guess
-            - (values < edges_t[guess]).long()
-            + (values >= edges_t[guess + 1]).long()
-        )
+        index = guess - (values < edges_t[guess]).long()
+        index += (values >= edges_t[guess + 1]).long()
     else:
         # bucketize(right=True) - 1 is the k with e_k <= v < e_{k+1}
         index = torch.bucketize(values, edges_t, right=True) - 1
@@ -178,10 +175,13 @@ def score_histograms(
         ignored = dropped.sum()
     else:
         ignored = torch.zeros((), dtype=torch.int64, device=device)
-    # One scatter into [background bins | foreground bins | trash]: no data-dependent shapes.
-    key = torch.where(counted, index + num_bins * fg.long(), torch.full_like(index, 2 * num_bins))
-    hist = torch.zeros(2 * num_bins + 1, dtype=torch.int64, device=device)
-    hist.scatter_add_(0, key, torch.ones_like(key))
+    # One count over [background bins | foreground bins | trash]: no data-dependent shapes.
+    key = index.add_(fg.long() * num_bins).masked_fill_(~counted, 2 * num_bins)
+    if key.device.type == "cpu":
+        hist = torch.bincount(key, minlength=2 * num_bins + 1)
+    else:  # bincount would read the maximum back to the host
+        hist = torch.zeros(2 * num_bins + 1, dtype=torch.int64, device=device)
+        hist.scatter_add_(0, key, torch.ones_like(key))
     return hist[num_bins : 2 * num_bins], hist[:num_bins], ignored
 
 
