@@ -6,10 +6,10 @@ image is a sample: foreground (in any instance mask) is positive, background neg
 ignore region (the ignore box minus the foreground) is not counted. The whole dataset shares one
 precision-recall curve over score thresholds; PxAP is the area under it, in percent.
 
-The computation, step by step (numbers agree with ``MaskEvaluator`` to rounding of the last bit;
-see ``scripts/check_pxap_against_wsolevaluation.py``):
+The computation, step by step (the same per-bin counts and, on the data checked by
+``scripts/check_pxap_against_wsolevaluation.py``, the same PxAP bit for bit as ``MaskEvaluator``):
 
-1. Bins. ``T`` thresholds ``t_0 = 0 < t_1 < ... < t_{T-1} < 1`` (wsolevaluation:
+1. Bins. ``T`` thresholds ``0 <= t_0 < t_1 < ... < t_{T-1} < 1`` (wsolevaluation:
    ``np.arange(0, 1, cam_curve_interval)``) are the left edges of ``T`` bins, followed by two
    extra bins: edges ``[t_0, ..., t_{T-1}, 1, 2, 3]`` give ``[t_0, t_1), ..., [t_{T-1}, 1),
    [1, 2), [2, 3]`` (``np.histogram`` semantics: the last bin is closed). A score of exactly 1.0
@@ -47,7 +47,7 @@ EXTRA_EDGES = (1.0, 2.0, 3.0)
 
 
 class PxAPError(RuntimeError):
-    """PxAP is undefined for the accumulated pixels (no foreground, or nothing counted)."""
+    """PxAP is undefined for the accumulated pixels: no foreground pixel."""
 
 
 def mask_thresholds(thresholds: int | Sequence[float] | np.ndarray | Tensor) -> np.ndarray:
