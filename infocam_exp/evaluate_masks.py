@@ -26,6 +26,7 @@ import io
 import logging
 import math
 import os
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -276,8 +277,6 @@ def write_outputs(report: dict, json_path: str | Path) -> list[Path]:
 def run_cli(args) -> int:
     """``python -m infocam_exp.evaluate`` on mask metadata (``args`` from its parser); returns
     the exit status (2 on bad input)."""
-    import sys
-
     if not args.mask_root:
         log.error(
             "%s/localization.txt lists masks: pass --mask-root DIR, the folder its mask paths "
