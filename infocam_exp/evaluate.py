@@ -20,6 +20,10 @@ wsolevaluation does (``int(x * map_w / image_w)``, truncating); with 224 x 224 h
 exact procedure. Maps are min-max normalised (identity for the normalised maps wsolevaluation
 saves). Classification results are unknown here, so only GT-known metrics are reported:
 MaxBoxAcc, MaxBoxAccV2 (+ IoU 30/50/70) and GT-known Loc at a fixed threshold.
+
+Mask metadata (wsolevaluation's OpenImages layout: ``localization.txt`` lines
+``<id>,<mask_path>,<ignore_path>``) is detected and scored with PxAP instead; it needs
+``--mask-root`` (see :mod:`infocam_exp.evaluate_masks`).
 """
 
 from __future__ import annotations
@@ -312,14 +316,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (2 on bad input)."""
     parser = argparse.ArgumentParser(
         prog="python -m infocam_exp.evaluate",
-        description="Box WSOL metrics (MaxBoxAcc, MaxBoxAccV2, GT-known Loc) of saved heatmaps "
-        "against wsolevaluation metadata.",
+        description="WSOL metrics of saved heatmaps against wsolevaluation metadata: box metrics "
+        "(MaxBoxAcc, MaxBoxAccV2, GT-known Loc) for box metadata, PxAP for mask metadata.",
     )
     parser.add_argument("--metadata", required=True, help="metadata folder of one split")
     parser.add_argument("--heatmaps", required=True, help="folder of <image_id>.npy heatmaps")
     parser.add_argument("--thresholds", type=int, default=1000, help="N thresholds i/N (1000)")
     parser.add_argument(
         "--fixed-threshold", type=float, default=0.2, help="tau for GT-known Loc (0.2)"
+    )
+    parser.add_argument(
+        "--mask-root",
+        help="mask metadata only: folder the mask paths in localization.txt are relative to "
+        "(wsolevaluation: dataset/OpenImages)",
     )
     parser.add_argument("--json", help="write the full report (with curves) here, atomically")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -345,6 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--device cuda requested but CUDA is not available")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    from infocam_exp.data.wsol_masks import localization_kind
+
+    if localization_kind(args.metadata) == "masks":
+        from infocam_exp.evaluate_masks import run_cli
+
+        return run_cli(args)
     try:
         report = evaluate(
             args.metadata,

@@ -1,7 +1,7 @@
 """GPU promises (``pytest -m gpu``; skipped without a CUDA device, deselected by ``make test``):
 ``trainer=gpu`` (bf16 autocast) with channels-last convolutions fits and tests a WSOL model for
-one batch with every metric on the GPU, and the box evaluator gives the same IoUs on CUDA as on
-the CPU. Run them on a GPU machine with ``scripts/gpu_check.sh`` (its first step)."""
+one batch with every metric on the GPU, the box evaluator gives the same IoUs on CUDA as on
+the CPU, and PxAP's histograms are the same on CUDA as on the CPU. Run them on a GPU machine with ``scripts/gpu_check.sh`` (its first step)."""
 
 import json
 
@@ -75,3 +75,21 @@ def test_box_evaluator_on_cuda_equals_cpu():
         assert b.device.type == "cuda"
         torch.testing.assert_close(b.cpu(), a, rtol=0, atol=0)
     assert (cpu[0] > 0).any() and (cpu[1] >= cpu[0]).all()  # some hits; any region >= largest
+
+
+def test_pxap_metric_on_cuda_equals_cpu():
+    # Histograms accumulate on the maps' device (no host sync); counts and PxAP match the CPU's.
+    from infocam_exp.metrics.pxap import PxAPMetric
+
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.rand(6, 224, 224, generator=gen)
+    maps[0] = (maps[0] * 100).floor() / 100  # values on the bin edges
+    fg = torch.rand(6, 224, 224, generator=gen) < 0.3
+    box = torch.rand(6, 224, 224, generator=gen) < 0.2
+    cpu, gpu = PxAPMetric(1000), PxAPMetric(1000).to("cuda")
+    cpu.update(maps, fg, box)
+    gpu.update(maps.cuda(), fg.cuda(), box.cuda())
+    assert gpu.foreground_hist.device.type == "cuda"
+    assert torch.equal(gpu.foreground_hist.cpu(), cpu.foreground_hist)
+    assert torch.equal(gpu.background_hist.cpu(), cpu.background_hist)
+    assert float(gpu.compute()["pxap"]) == float(cpu.compute()["pxap"])
