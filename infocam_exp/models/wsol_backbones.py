@@ -3,9 +3,13 @@
 Every model: ``forward(x) -> logits (B, K)``, ``forward_features(x) -> (B, C, H, W)`` (the map a
 CAM weights), ``classifier: nn.Linear`` (C -> K) with
 ``forward(x) == classifier(forward_features(x).mean((2, 3)))``, and
-``param_groups(lr, head_lr_mult)`` (pretrained body at ``lr``, new head at ``lr * head_lr_mult``;
-the authors use x10). Parameter names of the body equal torchvision's, so torchvision's ImageNet
-state dicts load directly (``infocam_exp.models.pretrained``).
+``param_groups(lr, lr_ratio)``: the two optimiser groups of the authors' train.py (info_cam/*/train.py
+of kfzyqin/Research-Softmax-with-Mutual-Information; wsolevaluation's main.py splits ResNet the same
+way): group ``base`` at ``lr`` and group ``scaled`` at ``lr * lr_ratio`` (x10 in their scripts).
+VGG16-GAP: every parameter outside ``features.`` (conv6 and the classifier) is scaled. ResNet50:
+every parameter of ``layer4.`` and of the classifier (their ``fc.``) is scaled, so the pretrained
+layer4 learns ten times faster than the rest of the body. Parameter names of the body equal
+torchvision's, so torchvision's ImageNet state dicts load directly (``infocam_exp.models.pretrained``).
 
 - VGG16-GAP (Zhou et al., CVPR 2016, as in wsolevaluation, Choe et al. CVPR 2020): VGG16's
   convolutions without pool5, + conv 3x3 512 -> 1024 + ReLU, GAP, fc. C = 1024, maps at 1/16 of
@@ -17,7 +21,7 @@ state dicts load directly (``infocam_exp.models.pretrained``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -99,10 +103,22 @@ def _init_head(conv: nn.Conv2d | None, fc: nn.Linear) -> None:
     nn.init.zeros_(fc.bias)
 
 
-def _groups(body: list[nn.Parameter], head: list[nn.Parameter], lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
+def lr_group_names(model: nn.Module, scaled: Callable[[str], bool]) -> dict[str, list[str]]:
+    """Names of the trainable parameters in each optimiser group: ``{"base": [...], "scaled": [...]}``
+    (``named_parameters`` order); ``scaled(name)`` says which group a parameter joins."""
+    out: dict[str, list[str]] = {"base": [], "scaled": []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            out["scaled" if scaled(name) else "base"].append(name)
+    return out
+
+
+def _groups(model: nn.Module, scaled: Callable[[str], bool], lr: float, lr_ratio: float) -> list[dict[str, Any]]:
+    params = dict(model.named_parameters())
+    names = lr_group_names(model, scaled)
     groups = [
-        {"params": [p for p in body if p.requires_grad], "lr": lr, "name": "body"},
-        {"params": [p for p in head if p.requires_grad], "lr": lr * head_lr_mult, "name": "head"},
+        {"params": [params[n] for n in names["base"]], "lr": lr, "name": "base"},
+        {"params": [params[n] for n in names["scaled"]], "lr": lr * lr_ratio, "name": "scaled"},
     ]
     return [g for g in groups if g["params"]]
 
@@ -186,10 +202,17 @@ class VGG16GAP(nn.Module):
         """(B, C, H, W) -> (B, K) logits."""
         return self.classifier(self.forward_features(x).mean(dim=(2, 3)))
 
-    def param_groups(self, lr: float, head_lr_mult: float = 10.0) -> list[dict[str, Any]]:
-        """Optimiser groups: VGG convolutions at ``lr``; conv6 + classifier at ``lr * head_lr_mult``."""
-        head = list(self.conv6.parameters()) + list(self.classifier.parameters())
-        return _groups(list(self.features.parameters()), head, lr, head_lr_mult)
+    #: the authors' train.py: every parameter outside ``features.`` gets lr x lr_ratio
+    SCALED_RULE = "every parameter outside features. (conv6, classifier)"
+
+    @staticmethod
+    def is_scaled(name: str) -> bool:
+        return not name.startswith("features.")
+
+    def param_groups(self, lr: float, lr_ratio: float = 10.0) -> list[dict[str, Any]]:
+        """Optimiser groups: ``base`` = the VGG convolutions at ``lr``; ``scaled`` = conv6 and the
+        classifier at ``lr * lr_ratio`` (module docstring)."""
+        return _groups(self, self.is_scaled, lr, lr_ratio)
 
 
 class ResNet50GAP(nn.Module):
@@ -259,8 +282,14 @@ class ResNet50GAP(nn.Module):
         """(B, C, H, W) -> (B, K) logits."""
         return self.classifier(self.forward_features(x).mean(dim=(2, 3)))
 
-    def param_groups(self, lr: float, head_lr_mult: float = 10.0) -> list[dict[str, Any]]:
-        """Optimiser groups: the ResNet body at ``lr``; the classifier at ``lr * head_lr_mult``."""
-        head_ids = {id(p) for p in self.classifier.parameters()}
-        body = [p for p in self.parameters() if id(p) not in head_ids]
-        return _groups(body, list(self.classifier.parameters()), lr, head_lr_mult)
+    #: the authors' train.py: every parameter of layer4 and fc (our classifier) gets lr x lr_ratio
+    SCALED_RULE = "every parameter of layer4. and classifier. (the authors' fc.)"
+
+    @staticmethod
+    def is_scaled(name: str) -> bool:
+        return name.startswith(("layer4.", "classifier."))
+
+    def param_groups(self, lr: float, lr_ratio: float = 10.0) -> list[dict[str, Any]]:
+        """Optimiser groups: ``base`` = conv1 ... layer3 at ``lr``; ``scaled`` = layer4 and the
+        classifier at ``lr * lr_ratio`` (module docstring)."""
+        return _groups(self, self.is_scaled, lr, lr_ratio)

@@ -100,16 +100,43 @@ def test_resnet_layer4_has_stride_one(resnet):
     assert resnet.layer4[0].conv2.stride == (1, 1) and resnet.layer4[0].downsample[0].stride == (1, 1)
 
 
-def test_param_groups_put_the_new_head_at_a_higher_lr(vgg, resnet):
-    groups = {g["name"]: g for g in vgg.param_groups(0.01, 10.0)}
-    assert groups["body"]["lr"] == 0.01 and groups["head"]["lr"] == pytest.approx(0.1)
-    head = {id(p) for p in groups["head"]["params"]}
-    assert head == {id(p) for p in [*vgg.conv6.parameters(), *vgg.classifier.parameters()]}
-    n_all = sum(1 for _ in vgg.parameters())
-    assert len(groups["body"]["params"]) + len(head) == n_all
-    rgroups = {g["name"]: g for g in resnet.param_groups(0.01, 10.0)}
-    assert {id(p) for p in rgroups["head"]["params"]} == {id(p) for p in resnet.classifier.parameters()}
-    assert len(rgroups["body"]["params"]) + 2 == sum(1 for _ in resnet.parameters())
+# The authors' optimiser groups (info_cam/*/train.py): VGG: every parameter outside `features.`
+# at lr x lr_ratio; ResNet: every parameter of `layer4.` and `fc.` (our `classifier.`) at lr x lr_ratio.
+VGG_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # indices of the 13 convs in features
+
+
+@pytest.mark.parametrize("adl", [False, True])
+def test_vgg_lr_groups_are_the_authors(adl):
+    with torch.device("meta"):
+        model = VGG16GAP(5, (3, 32, 32), adl=adl)
+    groups = model.param_groups(0.001, 10.0)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    got = {g["name"]: (g["lr"], [by_id[id(p)] for p in g["params"]]) for g in groups}
+    base = [f"features.{i}.{w}" for i in VGG_CONVS for w in ("weight", "bias")]
+    assert got == {
+        "base": (0.001, base),
+        "scaled": (pytest.approx(0.01), ["conv6.weight", "conv6.bias", "classifier.weight", "classifier.bias"]),
+    }
+
+
+@pytest.mark.parametrize("adl", [False, True])
+def test_resnet_lr_groups_are_the_authors(adl):
+    with torch.device("meta"):
+        model = ResNet50GAP(5, (3, 32, 32), adl=adl)
+        tv = torchvision.models.resnet50()
+    groups = model.param_groups(0.01, 10.0)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    got = {g["name"]: (g["lr"], [by_id[id(p)] for p in g["params"]]) for g in groups}
+    tv_names = [n for n, _ in tv.named_parameters()]
+    layer4 = [n for n in tv_names if n.startswith("layer4.")]
+    base = [n for n in tv_names if not n.startswith(("layer4.", "fc."))]
+    # a bottleneck: 3 convs (no bias) + 3 BNs (weight, bias) = 9 tensors; a shortcut: 1 conv + 1 BN = 3
+    assert len(layer4) == 3 * 9 + 3 and len(base) == 3 + (3 + 4 + 6) * 9 + 3 * 3
+    assert base[:3] == ["conv1.weight", "bn1.weight", "bn1.bias"] and base[-1] == "layer3.5.bn3.bias"
+    assert got == {
+        "base": (0.01, base),
+        "scaled": (pytest.approx(0.1), layer4 + ["classifier.weight", "classifier.bias"]),
+    }
 
 
 def test_body_parameter_names_match_torchvision():
