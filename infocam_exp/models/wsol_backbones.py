@@ -28,7 +28,7 @@ import torch
 import torchvision
 from torch import nn
 
-from infocam_exp.models.pretrained import load_body_weights, load_imagenet_weights
+from infocam_exp.models.pretrained import load_body_weights, load_weights_with_facts
 
 VGG_ADL_POSITIONS = ("pool3", "pool4", "conv5_3")
 VGG_ADL_GAMMA = 0.8
@@ -123,6 +123,21 @@ def _groups(model: nn.Module, scaled: Callable[[str], bool], lr: float, lr_ratio
     return [g for g in groups if g["params"]]
 
 
+def _model_facts(model: nn.Module, positions: Sequence[str]) -> dict[str, Any]:
+    adl = None
+    if len(model.adl):
+        first = next(iter(model.adl.values()))
+        adl = {"positions": list(positions), "rate": first.drop_rate, "threshold": first.gamma}
+    return {
+        "model": {
+            "architecture": type(model).__name__,
+            "weights": model.weights_info,
+            "adl": adl,
+            "lr_ratio_params": model.SCALED_RULE,
+        }
+    }
+
+
 # VGG16 configuration "D" (Simonyan & Zisserman, ICLR 2015) without pool5; "M" = 2x2 max pool.
 _VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 
@@ -184,9 +199,10 @@ class VGG16GAP(nn.Module):
         self.relu6 = nn.ReLU(inplace=True)
         self.classifier = nn.Linear(1024, num_classes)
         self.num_features = 1024
+        self.weights_info: dict[str, Any] | None = None
         _init_head(self.conv6, self.classifier)
         if pretrained:
-            sd = load_imagenet_weights("vgg16", weights_path)
+            sd, self.weights_info = load_weights_with_facts("vgg16", weights_path)
             body = {k: v for k, v in sd.items() if k.startswith("features.") and int(k.split(".")[1]) < len(self.features)}
             load_body_weights(self, body, ("conv6.", "classifier."), f"ImageNet weights for vgg16 ({weights_path or 'hub cache'})")
 
@@ -209,6 +225,10 @@ class VGG16GAP(nn.Module):
     def is_scaled(name: str) -> bool:
         return not name.startswith("features.")
 
+    def protocol_facts(self) -> dict[str, Any]:
+        """Weights file and sha256, ADL positions / rate / threshold, the lr-ratio rule."""
+        return _model_facts(self, [n for n in self._adl_after.values()])
+
     def param_groups(self, lr: float, lr_ratio: float = 10.0) -> list[dict[str, Any]]:
         """Optimiser groups: ``base`` = the VGG convolutions at ``lr``; ``scaled`` = conv6 and the
         classifier at ``lr * lr_ratio`` (module docstring)."""
@@ -221,7 +241,9 @@ class ResNet50GAP(nn.Module):
     Args:
         num_classes: K.
         input_shape: (C, H, W) of one input (H, W >= 32).
-        pretrained: load torchvision's ImageNet ResNet50 weights (V1 file preferred, else V2).
+        pretrained: load ImageNet ResNet50 V1 weights (``infocam_exp.models.pretrained``: the
+            authors' ``resnet50-19c8e357.pth`` or torchvision's ``resnet50-0676ba61.pth``; any
+            other file only when named by ``weights_path``).
         weights_path: the weights file (or its folder); None -> torch hub cache.
         adl: insert ADL layers; ``adl_positions`` "layer{L}.{B}" (after block B of layer L);
             None -> after layer3.0, layer4.0, layer4.2 (Choe & Shim).
@@ -261,9 +283,10 @@ class ResNet50GAP(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = tv.layer1, tv.layer2, tv.layer3, tv.layer4
         self.classifier = nn.Linear(2048, num_classes)
         self.num_features = 2048
+        self.weights_info: dict[str, Any] | None = None
         _init_head(None, self.classifier)
         if pretrained:
-            sd = load_imagenet_weights("resnet50", weights_path)
+            sd, self.weights_info = load_weights_with_facts("resnet50", weights_path)
             body = {k: v for k, v in sd.items() if not k.startswith("fc.")}
             load_body_weights(self, body, ("classifier.",), f"ImageNet weights for resnet50 ({weights_path or 'hub cache'})")
 
@@ -288,6 +311,10 @@ class ResNet50GAP(nn.Module):
     @staticmethod
     def is_scaled(name: str) -> bool:
         return name.startswith(("layer4.", "classifier."))
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """Weights file and sha256, ADL positions / rate / threshold, the lr-ratio rule."""
+        return _model_facts(self, [k.replace("_", ".") for k in self.adl])
 
     def param_groups(self, lr: float, lr_ratio: float = 10.0) -> list[dict[str, Any]]:
         """Optimiser groups: ``base`` = conv1 ... layer3 at ``lr``; ``scaled`` = layer4 and the

@@ -5,13 +5,15 @@ Inputs are small (32-75 px) to keep the default suite fast on CPU; nothing downl
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 import torchvision
 
 from infocam_exp.data.base import DataFormatError, DataNotFoundError
 from infocam_exp.models.inception import InceptionV3
-from infocam_exp.models.pretrained import find_weights_file, load_imagenet_weights
+from infocam_exp.models.pretrained import find_weights_file, load_imagenet_weights, weights_facts
 from infocam_exp.models.wsol_backbones import ADL, VGG16GAP, ResNet50GAP
 
 
@@ -169,14 +171,50 @@ def test_pretrained_weights_load_from_the_hub_cache(tmp_path, vgg):
     # an explicit path (file or folder) works too
     assert set(load_imagenet_weights("vgg16", str(path))) == set(state)
     assert find_weights_file("vgg16", str(path.parent)) == path
+    # the run records which file it read
+    weights = loaded.protocol_facts()["model"]["weights"]
+    assert weights["file"] == "vgg16-397923af.pth" and weights["path"] == str(path)
+    assert weights["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert weights["explicit"] is False and weights["accepted_name"] is True
+    assert weights["sha256_matches_name"] is False  # a made-up file, not torchvision's
+    assert VGG16GAP(7, (3, 32, 32)).protocol_facts()["model"]["weights"] is None
+
+
+def test_resnet50_v1_under_either_name_and_never_v2_implicitly(tmp_path):
+    ckpt = find_weights_file.__globals__["hub_checkpoint_dir"]()
+    ckpt.mkdir(parents=True)
+    v2 = ckpt / "resnet50-11ad3fa6.pth"
+    v2.write_bytes(b"v2 weights")
+    with pytest.raises(DataNotFoundError) as err:
+        find_weights_file("resnet50")
+    msg = str(err.value)
+    for needle in ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth", str(ckpt),
+                   "python -m infocam_exp.fetch weights resnet50", "model.weights_path=", str(v2)):
+        assert needle in msg, needle
+    authors = ckpt / "resnet50-19c8e357.pth"  # the file name the authors' network/resnet.py loads
+    authors.write_bytes(b"v1 weights")
+    assert find_weights_file("resnet50") == authors
+    torchvision_v1 = ckpt / "resnet50-0676ba61.pth"
+    torchvision_v1.write_bytes(b"v1 weights")
+    assert find_weights_file("resnet50") == torchvision_v1
+    # V2 (or any file) only by name, and then recorded as an explicit choice
+    assert find_weights_file("resnet50", str(v2)) == v2
+    facts = weights_facts("resnet50", v2, explicit=True)
+    assert facts == {
+        "file": "resnet50-11ad3fa6.pth", "path": str(v2), "sha256": hashlib.sha256(b"v2 weights").hexdigest(),
+        "explicit": True, "accepted_name": False, "sha256_matches_name": False,
+    }
 
 
 def test_missing_weights_say_where_and_how():
     with pytest.raises(DataNotFoundError) as err:
         ResNet50GAP(5, (3, 32, 32), pretrained=True)
     msg = str(err.value)
-    for needle in ("resnet50-0676ba61.pth", "checkpoints", "torchvision.models.resnet50(weights='IMAGENET1K_V1')", "model.weights_path="):
+    for needle in ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth", "checkpoints",
+                   "python -m infocam_exp.fetch weights resnet50", "model.weights_path="):
         assert needle in msg
+    with pytest.raises(DataNotFoundError, match="vgg16-397923af.pth"):
+        find_weights_file("vgg16")
     with pytest.raises(DataNotFoundError, match="inception_v3_google-0cc3c7bd.pth"):
         find_weights_file("inception_v3")
 
