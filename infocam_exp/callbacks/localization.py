@@ -86,6 +86,19 @@ class LocalizationEvaluation(pl.Callback):
         self.results: dict[str, Any] = {}
         self._picture: dict[str, Any] | None = None
 
+    def protocol_facts(self) -> dict[str, Any]:
+        """Score-map thresholds, map variants and the threshold selection (metrics.json's protocol)."""
+        return {
+            "cam": {
+                "thresholds": self.num_thresholds,
+                "threshold_grid": f"0, 1/{self.num_thresholds}, ..., {self.num_thresholds - 1}/{self.num_thresholds}",
+                "fixed_threshold": self.fixed_threshold,
+                "iou_thresholds_v2": list(self.iou_thresholds),
+                "variants": {label: {"method": m, "window": w} for label, (m, w) in self.variants.items()},
+                "test_threshold": "MaxBoxAcc threshold of the val split (*_val_tau keys)",
+            }
+        }
+
     # --- hooks -----------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         model = pl_module.model

@@ -45,6 +45,7 @@ from infocam_exp.data.author_lists import (
     CUB_IMBALANCED_TEST,
     CUB_IMBALANCED_TRAIN,
     ListEntry,
+    list_path,
     read_cub_list,
     select_entries,
 )
@@ -336,6 +337,18 @@ class CUBWSOLDataModule(WSOLDataModule):
     def read_splits(self) -> WSOLSplits:
         return wsol_splits(read_cub(self.root, check_files=self.check_files))
 
+    def split_rule(self) -> str:
+        if self.metadata_dir:
+            return super().split_rule()
+        return ("train: train_test_split.txt = 1; val / test: the official test images of each class "
+                "alternately in images.txt order (1st, 3rd, ... -> val)")
+
+    def split_files(self) -> list[Path]:
+        if self.metadata_dir:
+            return super().split_files()
+        root = find_cub_root(self.root)
+        return [root / n for n in ("images.txt", "train_test_split.txt", "bounding_boxes.txt")]
+
     def metadata_image_roots(self) -> list[Path]:
         r = Path(self.root).expanduser()
         # wsolevaluation's CUB val split lists CUBV2 images (same class folders, other files),
@@ -484,6 +497,11 @@ class CUBClassificationDataModule(ClassificationDataModule):
     def split_class_counts(self, split: str) -> torch.Tensor:
         labels = [r.label for r in self.records(split)]
         return torch.bincount(torch.as_tensor(labels, dtype=torch.int64), minlength=self.num_classes)
+
+    def split_files(self) -> list[Path]:
+        if self.split == "imbalanced_authors":
+            return [list_path(CUB_IMBALANCED_TRAIN), list_path(CUB_IMBALANCED_TEST)]
+        return [find_cub_root(self.root) / n for n in ("images.txt", "train_test_split.txt")]
 
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"

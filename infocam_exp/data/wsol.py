@@ -624,6 +624,36 @@ class WSOLDataModule(ClassificationDataModule):
             self.protocol, f", metadata {self.metadata_dir}" if self.metadata_dir else "",
         )
 
+    def split_rule(self) -> str:
+        """How train/val/test were chosen, in words (metrics.json's protocol block)."""
+        if self.metadata_dir:
+            return "wsolevaluation metadata: train/val/test image_ids.txt as listed"
+        return "subclass"
+
+    def split_files(self) -> list[Path]:
+        if self.metadata_dir:
+            md = Path(self.metadata_dir)
+            return [md / split / name for split in SPLITS for name in ("image_ids.txt", "localization.txt")]
+        return []
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """The base facts plus the evaluation protocol, its box transform (clipped or not), the
+        image transforms and the split rule."""
+        facts = super().protocol_facts()
+        ev = self.eval_transform().protocol_facts()
+        r, s = self.resize_size, self.image_size
+        train = f"resize {r}x{r}, random crop {s}" if self.crop else f"resize {s}x{s}"
+        facts["data"].update(
+            protocol=self.protocol,
+            split_rule=self.split_rule(),
+            box_transform={k: v for k, v in ev.items() if k != "image"},
+            transforms={
+                "train": train + (", horizontal flip" if self.hflip else "") + ", ImageNet mean/std",
+                "eval": ev["image"] + ", ImageNet mean/std",
+            },
+        )
+        return facts
+
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised inputs -> images in [0, 1] (for pictures)."""
         mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device)[:, None, None]

@@ -13,8 +13,6 @@ IMAGENET1K_V1 weights (``resnet50-0676ba61.pth``). Other weights (e.g. torchvisi
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 
 from infocam_exp.data.base import DataFormatError, DataNotFoundError
+from infocam_exp.protocol import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +83,6 @@ def find_weights_file(model_name: str, weights_path: str | None = None) -> Path:
         f"model.weights_path=/path/to/{names[0]} (any other file is an explicit choice, recorded with its "
         "sha256), or model.pretrained=false",
     )
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file (cached per path, size and modification time)."""
-    st = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def weights_facts(model_name: str, path: Path, explicit: bool) -> dict[str, Any]:

@@ -222,6 +222,39 @@ class ClassifierSystem(pl.LightningModule):
             return groups(lr, self.head_lr_mult)
         return self.model.parameters()
 
+    def protocol_facts(self) -> dict[str, Any]:
+        """Optimiser (class, settings, and each parameter group's name, lr and parameter count),
+        scheduler, loss and the trainer's precision, for metrics.json's protocol block."""
+
+        def plain(v: Any) -> Any:
+            return v if isinstance(v, str | int | float | bool) or v is None else repr(v)
+
+        def partial_facts(factory: Any) -> dict[str, Any]:
+            func = getattr(factory, "func", factory)
+            return {"name": getattr(func, "__name__", repr(func)),
+                    **{k: plain(v) for k, v in getattr(factory, "keywords", {}).items()}}
+
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        groups = self._param_groups(lr) if lr is not None else [{"params": list(self.model.parameters())}]
+        groups = groups if isinstance(groups, list) and groups and isinstance(groups[0], dict) else [{"params": list(groups)}]
+        optimizer = partial_facts(self.optimizer_factory)
+        optimizer["head_lr_mult"] = self.head_lr_mult
+        optimizer["groups"] = [
+            {"name": g.get("name", f"group{i}"), "lr": g.get("lr", lr),
+             "params": int(sum(p.numel() for p in g["params"] if p.requires_grad)),
+             "tensors": sum(1 for p in g["params"] if p.requires_grad)}
+            for i, g in enumerate(groups)
+        ]
+        facts: dict[str, Any] = {
+            "optimizer": optimizer,
+            "scheduler": partial_facts(self.scheduler_factory) if self.scheduler_factory is not None else None,
+            "loss": type(self.loss).__name__,
+        }
+        trainer = self._trainer  # None outside a Trainer (no exception, unlike self.trainer)
+        if trainer is not None:
+            facts["trainer"] = {"precision": str(trainer.precision)}
+        return facts
+
     def configure_optimizers(self) -> Any:
         lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
         optimizer = self.optimizer_factory(self._param_groups(lr) if lr is not None else self.model.parameters())
