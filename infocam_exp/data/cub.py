@@ -23,8 +23,9 @@ Splits:
 - ``imbalanced_rule``: the same rule on images.txt order with configurable caps, for other copies
   or subsets of CUB: odd class ids (folder 001, 003, ..., 199) keep their first ``train_keep_odd``
   training and ``test_keep_odd`` test images, even ids ``train_keep_even`` / ``test_keep_even``
-  (None keeps all). Its images differ from the authors' for most classes, whose "first" follows
-  their own list order.
+  (None keeps all). With the default caps on the released images.txt it reproduces the authors'
+  lists exactly, same images in the same order: their lists are these caps applied to the
+  official splits in images.txt order (docs/protocol.md, "CUB-200-2011 classification").
 - WSOL ``val``/``test``: the official test images of each class alternately, 1st, 3rd, ... -> val,
   2nd, 4th, ... -> test (``wsol.alternate_halves``; 2,916 / 2,878 on the full set); the official
   training set is the WSOL training set.
