@@ -11,7 +11,13 @@
         every released info_cam/*/scripts/*.sh to that folder's own argument parser
         (utils/util_args.py) and says which scripts it rejects (e.g. `-max-cam` with one dash).
 
-Exit status 0 when every check holds (cub-lists) or after reporting (scripts-parse).
+    python scripts/check_authors_protocol.py box-extent DIR
+        DIR: a folder with localization.txt and image_sizes.txt in wsolevaluation's format (its
+        metadata/CUB/test: the 5,794 official CUB test images). Counts the boxes that reach outside
+        the 224 x 224 centre crop under the authors' transform (x * 255 / w - 15): the boxes that
+        clipping would change.
+
+Exit status 0 when every check holds (cub-lists) or after reporting (scripts-parse, box-extent).
 """
 
 from __future__ import annotations
@@ -95,12 +101,32 @@ def check_scripts(repo: Path) -> int:
     return 0
 
 
+def box_extent(folder: Path) -> int:
+    sizes = {}
+    for line in (folder / "image_sizes.txt").read_text().splitlines():
+        if line.strip():
+            path, w, h = line.strip().split(",")
+            sizes[path] = (float(w), float(h))
+    total = outside = 0
+    for line in (folder / "localization.txt").read_text().splitlines():
+        if not line.strip():
+            continue
+        path, *box = line.strip().split(",")
+        w, h = sizes[path]
+        x0, y0, x1, y1 = (float(v) * 255 / d - 15 for v, d in zip(box, (w, h, w, h), strict=True))
+        total += 1
+        outside += x0 < 0 or y0 < 0 or x1 > 223 or y1 > 223
+    print(f"{outside} of {total} boxes ({100 * outside / max(total, 1):.1f}%) reach outside the 224 crop")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=("cub-lists", "scripts-parse"))
+    parser.add_argument("check", choices=("cub-lists", "scripts-parse", "box-extent"))
     parser.add_argument("path", type=Path)
     a = parser.parse_args()
-    return check_cub_lists(a.path) if a.check == "cub-lists" else check_scripts(a.path)
+    checks = {"cub-lists": check_cub_lists, "scripts-parse": check_scripts, "box-extent": box_extent}
+    return checks[a.check](a.path)
 
 
 if __name__ == "__main__":
