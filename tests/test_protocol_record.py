@@ -150,3 +150,24 @@ def test_cub_resnet50_adl_records_the_authors_protocol(tmp_path, monkeypatch):
     assert set(p["cam"]["variants"]) == {f"{m}{w}" for m in ("cam", "infocam", "infocam_least_likely") for w in ("", "_w4")}
     assert p["trainer"]["precision"] == "32-true"
     assert math.isfinite(rec["metrics"]["test/max_box_acc_v2@cam"])
+
+
+def test_wsol_cub_table_prints_the_protocol_facts_that_differ(tmp_path):
+    from infocam_exp.results import write_json_atomic
+    from infocam_exp.tables.__main__ import make_table
+
+    runs = tmp_path / "tables" / "runs" / "wsol_cub"
+    for model, thr in (("vgg16_adl", 0.8), ("resnet50_adl", 0.9)):
+        for seed in (0, 1, 2):
+            write_json_atomic(runs / f"model={model},seed={seed}" / "metrics.json", {
+                "status": "complete", "seed": seed, "overrides": [f"model={model}", f"seed={seed}"],
+                "metrics": {"test/top1_cls": 0.5},
+                "protocol": {"model": {"adl": {"threshold": thr}}, "cam": {"thresholds": 1000},
+                             "data": {"split_files": [{"file": "images.txt", "path": f"/copy{seed}/images.txt"}]}},
+            })
+    make_table("wsol_cub", [f"paths.output_dir={tmp_path}"])
+    text = (tmp_path / "tables" / "wsol_cub.md").read_text()
+    assert "**Protocol facts that differ between rows**" in text
+    assert "- `model.adl.threshold`:\n  - model=vgg16_gap: (no complete run)\n  - model=vgg16_adl: 0.8" in text
+    assert "  - model=resnet50_adl: 0.9" in text
+    assert "cam.thresholds" not in text and "split_files" not in text  # the same everywhere

@@ -279,7 +279,9 @@ def protocol_differences(rows: Sequence[Row], row_keys: Sequence[str]) -> list[s
             seen: dict[str, list[str]] = {}
             for seed, f in recs:
                 seen.setdefault(f.get(fact, "(absent)"), []).append(str(seed))
-            if len(seen) == 1:
+            if not seen:
+                lines.append(f"  - {name}: (no complete run)")
+            elif len(seen) == 1:
                 lines.append(f"  - {name}: {next(iter(seen))}")
             else:
                 shown = "; ".join(f"{v} (seed {', '.join(seeds)})" for v, seeds in seen.items())
