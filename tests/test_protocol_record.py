@@ -171,3 +171,15 @@ def test_wsol_cub_table_prints_the_protocol_facts_that_differ(tmp_path):
     assert "- `model.adl.threshold`:\n  - model=vgg16_gap: (no complete run)\n  - model=vgg16_adl: 0.8" in text
     assert "  - model=resnet50_adl: 0.9" in text
     assert "cam.thresholds" not in text and "split_files" not in text  # the same everywhere
+
+
+def test_every_trained_run_records_data_optimizer_and_precision(tmp_path, tiny_mi_overrides):
+    run(compose_cfg(*tiny_mi_overrides), tmp_path / "run")
+    p = json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]
+    assert p["data"]["datamodule"] == "SyntheticGaussianDataModule"
+    assert p["data"]["split_sizes"]["train"] == 5 * 200 and p["data"]["split_files"] == []
+    # the MLP has no param_groups: one group of all its parameters, at the configured lr
+    n = (1 * 100 + 100) + 2 * (100 * 100 + 100) + (100 * 5 + 5)
+    assert p["optimizer"]["name"] == "Adam" and p["optimizer"]["lr"] == 0.01
+    assert p["optimizer"]["groups"] == [{"name": "group0", "lr": 0.01, "params": n, "tensors": 8}]
+    assert p["trainer"]["precision"] == "32-true" and p["loss"] == "CrossEntropy"
