@@ -39,13 +39,15 @@ class ClassifierSystem(pl.LightningModule):
 
     Args:
         model: ``nn.Module`` mapping (B, ...) inputs to (B, K) logits. If it has
-            ``param_groups(lr, head_lr_mult)``, the optimiser gets those groups (new head at a
-            higher learning rate); if it has ``forward_features`` and ``classifier``, evaluation
+            ``param_groups(lr, head_lr_mult)``, the optimiser gets those groups (e.g. the WSOL
+            backbones' authors' groups: some parameters at ``lr * head_lr_mult``); if it has ``forward_features`` and ``classifier``, evaluation
             can return feature maps for CAMs.
         loss: a prior-aware loss (``infocam_exp.losses``); its ``predict`` gives the decision.
         optimizer: partial optimiser, called with the parameters (e.g. ``torch.optim.SGD``, lr=...).
         scheduler: optional partial LR scheduler, called with the optimiser; stepped per epoch.
-        head_lr_mult: learning-rate multiplier of the model's new head (models with ``param_groups``).
+        head_lr_mult: the ``lr_ratio`` of the models with ``param_groups``: the multiplier of the
+            groups they scale (WSOL: VGG conv6 + fc, ResNet layer4 + fc; docs/protocol.md, "WSOL
+            training recipes").
         channels_last: use the channels-last memory format (faster convolutions on GPUs).
         finite_check_every: look at the recorded training-loss check every this many steps (and
             always at the last step of an epoch); 1 stops at the very step that diverged.
