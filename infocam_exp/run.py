@@ -25,6 +25,7 @@ from infocam_exp.build import (
     build_system,
     build_trainer,
 )
+from infocam_exp.protocol import collect_protocol
 from infocam_exp.results import (
     METRICS_FILE,
     config_hash,
@@ -81,8 +82,9 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def _train_and_test(cfg: DictConfig, dm: Any, output_dir: Path) -> dict[str, Any]:
-    """Fit (resuming from ``checkpoints/last.ckpt`` when present), test, collect the metrics."""
+def _train_and_test(cfg: DictConfig, dm: Any, output_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit (resuming from ``checkpoints/last.ckpt`` when present), test, collect the metrics and
+    the protocol facts (``infocam_exp.protocol``)."""
     system = build_system(cfg, dm)
     trainer = build_trainer(cfg)
     last = output_dir / "checkpoints" / "last.ckpt"
@@ -92,7 +94,8 @@ def _train_and_test(cfg: DictConfig, dm: Any, output_dir: Path) -> dict[str, Any
     trainer.fit(system, datamodule=dm, ckpt_path=resume_from)
     test_ckpt = cfg.get("test_ckpt", "last")
     trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None)
-    return collect_metrics(trainer, dm.reference_metrics())
+    protocol = collect_protocol(dm, system, getattr(system, "model", None), *trainer.callbacks)
+    return collect_metrics(trainer, dm.reference_metrics()), protocol
 
 
 def run(
@@ -150,9 +153,9 @@ def run(
         dm = build_datamodule(cfg)
         direct = build_direct_estimator(cfg)
         if direct is not None:  # knn, gaussian: one call on the data, nothing is trained
-            metrics = direct.estimate(dm)
+            metrics, protocol = direct.estimate(dm), collect_protocol(dm, direct)
         else:
-            metrics = _train_and_test(cfg, dm, output_dir)
+            metrics, protocol = _train_and_test(cfg, dm, output_dir)
         # the splits as built (after lists, caps and hold-outs), whatever limit_*_batches ran
         metrics.update(dm.split_sizes())
     except BaseException as err:
@@ -166,7 +169,7 @@ def run(
             record["divergence"] = err.details
         write(record_path, record)
         raise
-    record.update(status="complete", metrics=metrics, wall_time_s=time.perf_counter() - start)
+    record.update(status="complete", metrics=metrics, protocol=protocol, wall_time_s=time.perf_counter() - start)
     write(record_path, record)
     return metrics
 

@@ -146,11 +146,24 @@ def _tiny_jpeg(size: int = 8) -> bytes:
     return buf.getvalue()
 
 
-def make_cub_from_lists(root: Path, train_list: Path, test_list: Path) -> dict[str, list[str]]:
-    """Write ``root/CUB_200_2011`` in the release layout with exactly the images of the authors'
-    CUB lists (8 x 8 JPEGs): classes from the lists' folder names, images.txt sorted by class
-    folder then file name (as the release is), train_test_split.txt = 1 for the training list.
-    Returns ``{"train": [...], "test": [...]}``: the listed paths below ``images/``, list order."""
+def make_cub_from_lists(
+    root: Path, train_list: Path, test_list: Path, order: str = "sorted", extra_per_class: int = 0,
+    write_images: bool = True,
+) -> dict[str, list[str]]:
+    """Write ``root/CUB_200_2011`` in the release layout with the images of the authors' CUB lists
+    (8 x 8 JPEGs): classes from the lists' folder names, train_test_split.txt = 1 for the training
+    list. Returns ``{"train": [...], "test": [...]}``: the listed paths below ``images/``, list order.
+
+    ``order``: images.txt order, ``"sorted"`` (by class folder, then file name) or ``"lists"``
+    (class by class, the class's listed training and test images alternately, each in list order,
+    as the release's images.txt interleaves them). ``extra_per_class``: unlisted training (test)
+    images added after the listed ones of every class whose listed training (test) count is at its
+    cap, the largest count among classes of the same id parity (10 / 30 training, 5 / 15 test), so
+    "the first N images of a class" has images to leave out where the release has more.
+    ``write_images=False`` writes the annotation files only (for readers run with check_files=False).
+    """
+    if order not in ("sorted", "lists"):
+        raise ValueError(f"order must be 'sorted' or 'lists', got {order!r}")
     listed = {}
     for split, path in (("train", train_list), ("test", test_list)):
         listed[split] = [line.split(":")[0][len("images/"):] for line in path.read_text().splitlines() if line.strip()]
@@ -158,11 +171,26 @@ def make_cub_from_lists(root: Path, train_list: Path, test_list: Path) -> dict[s
     folders = sorted({rel.split("/")[0] for rels in listed.values() for rel in rels})
     class_id = {f: int(f.split(".")[0]) for f in folders}
     is_train = {rel: 1 for rel in listed["train"]} | {rel: 0 for rel in listed["test"]}
-    ordered = sorted(is_train)
+    if order == "sorted":
+        ordered = sorted(is_train)
+    else:
+        per_class = {split: {f: [r for r in listed[split] if r.startswith(f + "/")] for f in folders} for split in listed}
+        caps = {(split, odd): max(len(v) for f, v in per_class[split].items() if class_id[f] % 2 == odd)
+                for split in listed for odd in (0, 1)}
+        ordered = []
+        for f in folders:
+            train, test = per_class["train"][f], per_class["test"][f]
+            for i in range(max(len(train), len(test))):
+                ordered += train[i:i + 1] + test[i:i + 1]
+            for split, rels in (("train", train), ("test", test)):
+                if extra_per_class and len(rels) == caps[(split, class_id[f] % 2)]:
+                    extra = [f"{f}/Unlisted_{split}_{j}.jpg" for j in range(extra_per_class)]
+                    is_train.update({rel: int(split == "train") for rel in extra})
+                    ordered += extra
     jpeg = _tiny_jpeg()
     for f in folders:
         (cub / "images" / f).mkdir(parents=True, exist_ok=True)
-    for rel in ordered:
+    for rel in ordered if write_images else ():
         (cub / "images" / rel).write_bytes(jpeg)
     (cub / "classes.txt").write_text("".join(f"{class_id[f]} {f}\n" for f in folders))
     (cub / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel in enumerate(ordered, 1)))

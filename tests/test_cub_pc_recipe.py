@@ -87,13 +87,13 @@ def test_system_steps_the_schedule_per_optimiser_step_and_reports_it(tmp_path):
     system._trainer = _Trainer()
     facts = system.protocol_facts()
     json.dumps(facts)
-    schedule = facts["lr_schedule"]
+    schedule = facts["schedule"]["lr_schedule"]
     assert schedule["interval"] == "step" and schedule["total"] == 2810
     assert schedule["boundaries"] == [936, 1872, 2808]
     assert [s[:2] for s in schedule["stretches"]] == [[0, 936], [936, 1872], [1872, 2808], [2808, 2810]]
     assert [s[2] for s in schedule["stretches"]] == pytest.approx([0.01, 1e-3, 1e-4, 1e-5])
-    assert facts["weight_decay_by_group"] == {"head": 4e-5, "head_bias": 0.0}
-    assert facts["training_length"] == "2810 optimiser steps"
+    assert facts["optimizer"]["weight_decay_by_group"] == {"head": 4e-5, "head_bias": 0.0}
+    assert facts["schedule"]["training_length"] == "2810 optimiser steps"
 
 
 def test_datamodule_transforms_stream_and_each_test_image_once(tmp_path):
@@ -110,7 +110,7 @@ def test_datamodule_transforms_stream_and_each_test_image_once(tmp_path):
     assert sorted(seen) == list(range(len(dm.records("test")))) == list(range(8))
     images = [x for x, _ in test]
     assert sum(len(x) for x in images) == 8 and images[0].shape[1:] == (3, 75, 75)
-    facts = dm.protocol_facts()
+    facts = dm.protocol_facts()["data"]
     json.dumps(facts)
     assert facts["split_sizes"] == {"train": 16, "val": 0, "test": 8}
     assert "central crop 0.875" in facts["test_transform"] and "sample_distorted_bounding_box" in facts["train_transform"]
@@ -122,7 +122,7 @@ def test_authors_split_facts_name_the_list_files_and_their_sha256(tmp_path):
     cfg = compose_cfg("+experiment=cub_pc_softmax", f"data.root={tmp_path}")
     dm = instantiate(cfg.data, _convert_="all")
     dm._records = {"train": [], "val": [], "test": []}  # the lists' facts need no images
-    facts = dm.protocol_facts()
+    facts = dm.protocol_facts()["data"]
     assert set(facts["split_lists"]) == {"cub_imbalanced_train.txt", "cub_imbalanced_test.txt"}
     assert all(len(v["sha256"]) == 64 for v in facts["split_lists"].values())
 

@@ -11,7 +11,8 @@ Method-free: ``<split>/top1_cls`` and ``<split>/top5_cls``. Accuracies are fract
 like every accuracy of the project (tables show percent).
 
 The batch's third element must be the ground-truth boxes, (B, G, 4) x0, y0, x1, y1 in input
-pixels, padded with -1 rows. The model must expose ``forward_features`` and ``classifier``.
+pixels (negative or beyond the input where the protocol keeps them unclipped), padded with rows of
+-1 (``infocam_exp.data.wsol.BoxPadCollate``). The model must expose ``forward_features`` and ``classifier``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 
 from infocam_exp.cam.maps import class_maps, upsample_maps
+from infocam_exp.data.wsol import valid_box_rows
 from infocam_exp.metrics.boxes import largest_region_boxes
 from infocam_exp.metrics.localization import LocalizationMetrics
 from infocam_exp.results import write_text_atomic
@@ -84,6 +86,19 @@ class LocalizationEvaluation(pl.Callback):
         self.results: dict[str, Any] = {}
         self._picture: dict[str, Any] | None = None
 
+    def protocol_facts(self) -> dict[str, Any]:
+        """Score-map thresholds, map variants and the threshold selection (metrics.json's protocol)."""
+        return {
+            "cam": {
+                "thresholds": self.num_thresholds,
+                "threshold_grid": f"0, 1/{self.num_thresholds}, ..., {self.num_thresholds - 1}/{self.num_thresholds}",
+                "fixed_threshold": self.fixed_threshold,
+                "iou_thresholds_v2": list(self.iou_thresholds),
+                "variants": {label: {"method": m, "window": w} for label, (m, w) in self.variants.items()},
+                "test_threshold": "MaxBoxAcc threshold of the val split (*_val_tau keys)",
+            }
+        }
+
     # --- hooks -----------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         model = pl_module.model
@@ -126,6 +141,8 @@ class LocalizationEvaluation(pl.Callback):
             raise ValueError("localisation needs evaluation batches (images, labels, boxes) and feature maps")
         feats, logits, target = outputs["features"].float(), outputs["logits"].float(), outputs["target"]
         boxes = outputs["extra"][0].to(feats.device).float()
+        # padding rows are all -1; a real (unclipped) box may have negative coordinates
+        valid = valid_box_rows(boxes)
         size = tuple(outputs["inputs"].shape[-2:])
         k = min(self.topk, logits.shape[1])
         top1 = outputs["preds"] == target
@@ -136,7 +153,7 @@ class LocalizationEvaluation(pl.Callback):
         for label, (method, window) in self.variants.items():
             m = class_maps(feats, weight, target, method=method, logits=logits, window=window)
             m = upsample_maps(m, size)
-            self.metrics[split][label].update(m, boxes, top1_correct=top1, top5_correct=topk)
+            self.metrics[split][label].update(m, boxes, gt_valid=valid, top1_correct=top1, top5_correct=topk)
             maps[label] = m
         if split == "test" and self._picture is None and self.num_pictures > 0:
             n = min(self.num_pictures, len(target))
@@ -228,5 +245,5 @@ class LocalizationEvaluation(pl.Callback):
             f"y={names[t] if names else t} pred={names[p] if names else p}"
             for t, p in zip(pic["target"].tolist(), pic["preds"].tolist(), strict=True)
         ]
-        gt = [b[(b >= 0).all(dim=1)] for b in pic["boxes"]]
+        gt = [b[valid_box_rows(b)] for b in pic["boxes"]]
         save_overlay_grid(run_dir / "pictures" / "test_overlays.png", images.clamp(0, 1), pic["maps"], gt_boxes=gt, pred_boxes=pred_boxes, titles=titles, tau=self.fixed_threshold)

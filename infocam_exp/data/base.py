@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence, Sized
+from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DistributedSampler
+
+from infocam_exp.protocol import file_fact
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,18 @@ class ClassificationDataModule(pl.LightningDataModule):
     def split_sizes(self) -> dict[str, int]:
         """``{"data/num_train": n, "data/num_val": n, "data/num_test": n}``: the split sizes."""
         return {f"data/num_{s}": int(self.split_class_counts(s).sum()) for s in ("train", "val", "test")}
+
+    def split_files(self) -> list[Path]:
+        """Files that define this DataModule's splits (list files, annotation files), recorded
+        with their sha256 in metrics.json's protocol block. Default: none (generated data)."""
+        return []
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """``{"data": {...}}``: the DataModule class, the split sizes and the split-defining files
+        with their sha256 (``infocam_exp.protocol``); subclasses add their transforms and rules."""
+        sizes = {k.removeprefix("data/num_"): v for k, v in self.split_sizes().items()}
+        return {"data": {"datamodule": type(self).__name__, "split_sizes": sizes,
+                         "split_files": [file_fact(p) for p in self.split_files()]}}
 
 
 class InMemoryDataModule(ClassificationDataModule):

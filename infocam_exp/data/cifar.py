@@ -1,4 +1,5 @@
-"""Long-tailed CIFAR-10 / CIFAR-100 (Cao et al., LDAM-DRW, NeurIPS 2019 protocol; PAPER.md §3).
+"""Long-tailed CIFAR-10 / CIFAR-100 (Cao et al., LDAM-DRW, NeurIPS 2019 protocol; docs/protocol.md,
+"CIFAR long-tailed").
 
 Files: the "python version" pickle batches as distributed at https://www.cs.toronto.edu/~kriz/cifar.html
 (and as torchvision's downloader extracts them):

@@ -23,8 +23,9 @@ Splits:
 - ``imbalanced_rule``: the same rule on images.txt order with configurable caps, for other copies
   or subsets of CUB: odd class ids (folder 001, 003, ..., 199) keep their first ``train_keep_odd``
   training and ``test_keep_odd`` test images, even ids ``train_keep_even`` / ``test_keep_even``
-  (None keeps all). Its images differ from the authors' for most classes, whose "first" follows
-  their own list order.
+  (None keeps all). With the default caps on the released images.txt it reproduces the authors'
+  lists exactly, same images in the same order: their lists are these caps applied to the
+  official splits in images.txt order (docs/protocol.md, "CUB-200-2011 classification").
 - WSOL ``val``/``test``: the official test images of each class alternately, 1st, 3rd, ... -> val,
   2nd, 4th, ... -> test (``wsol.alternate_halves``; 2,916 / 2,878 on the full set); the official
   training set is the WSOL training set.
@@ -343,6 +344,18 @@ class CUBWSOLDataModule(WSOLDataModule):
     def read_splits(self) -> WSOLSplits:
         return wsol_splits(read_cub(self.root, check_files=self.check_files))
 
+    def split_rule(self) -> str:
+        if self.metadata_dir:
+            return super().split_rule()
+        return ("train: train_test_split.txt = 1; val / test: the official test images of each class "
+                "alternately in images.txt order (1st, 3rd, ... -> val)")
+
+    def split_files(self) -> list[Path]:
+        if self.metadata_dir:
+            return super().split_files()
+        root = find_cub_root(self.root)
+        return [root / n for n in ("images.txt", "train_test_split.txt", "bounding_boxes.txt")]
+
     def metadata_image_roots(self) -> list[Path]:
         r = Path(self.root).expanduser()
         # wsolevaluation's CUB val split lists CUBV2 images (same class folders, other files),
@@ -520,6 +533,11 @@ class CUBClassificationDataModule(ClassificationDataModule):
         # non-EvalTransform callable the dataset yields (image, label) without boxes
         return EvalTransform("authors", self.image_size, crop=True, resize_size=self.resize_size).image
 
+    def split_files(self) -> list[Path]:
+        if self.split == "imbalanced_authors":
+            return [list_path(CUB_IMBALANCED_TRAIN), list_path(CUB_IMBALANCED_TEST)]
+        return [find_cub_root(self.root) / n for n in ("images.txt", "train_test_split.txt")]
+
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
         dataset = WSOLImageDataset(self.records(split), self.transform(split))
@@ -547,10 +565,10 @@ class CUBClassificationDataModule(ClassificationDataModule):
         return f"resize {r}x{r}, centre crop {s}, ImageNet mean/std"
 
     def protocol_facts(self) -> dict[str, Any]:
-        """The data protocol of this run (JSON-serialisable): split, list files, sizes,
-        transforms, training order, and how the test split is scored."""
+        """``{"data": {...}}``: the base facts (split files with sha256, sizes) plus the split,
+        list files, transforms, training order, and how the test split is scored."""
         facts: dict[str, Any] = {
-            "data": f"CUB-200-2011 classification, split {self.split}",
+            "description": f"CUB-200-2011 classification, split {self.split}",
             "split_sizes": {k: len(self.records(k)) for k in ("train", "val", "test")},
             "train_transform": self._describe_transform("train"),
             "test_transform": self._describe_transform("test"),
@@ -568,7 +586,9 @@ class CUBClassificationDataModule(ClassificationDataModule):
             }
         elif self.split == "imbalanced_rule":
             facts["split_caps"] = dict(self.caps)
-        return facts
+        base = super().protocol_facts()
+        base["data"].update(facts)
+        return base
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -1,4 +1,4 @@
-"""Imbalanced MNIST / Fashion-MNIST of the PC-softmax experiment (arXiv:1911.10688; PAPER.md §3).
+"""Imbalanced MNIST / Fashion-MNIST of the PC-softmax experiment (arXiv:1911.10688; docs/protocol.md, "MNIST").
 
 Authors' protocol: only the official *training* split (60,000 images) is used; train = indices
 [0, 40000), test = [40000, 50000); both slices get the same per-class caps (even digits 300, odd

@@ -36,6 +36,7 @@ from infocam_exp.data.author_lists import (
     TINY_TEST,
     TINY_VAL,
     ListEntry,
+    list_path,
     read_tiny_list,
     select_entries,
 )
@@ -272,6 +273,21 @@ class TinyImageNetWSOLDataModule(WSOLDataModule):
 
     def read_splits(self) -> WSOLSplits:
         return wsol_splits(self.root, check_files=self.check_files, val_test_split=self.val_test_split)
+
+    def split_rule(self) -> str:
+        if self.metadata_dir:
+            return super().split_rule()
+        if self.val_test_split == "authors_lists":
+            return "train: train/; val / test: the authors' halves of val/ (shipped lists, in list order)"
+        return "train: train/; val / test: val_annotations.txt per class alternately (1st, 3rd, ... -> val)"
+
+    def split_files(self) -> list[Path]:
+        if self.metadata_dir:
+            return super().split_files()
+        ann = find_tiny_root(self.root) / "val" / "val_annotations.txt"
+        if self.val_test_split == "authors_lists":
+            return [list_path(TINY_VAL), list_path(TINY_TEST), ann]
+        return [ann]
 
     def metadata_image_roots(self) -> list[Path]:
         r = Path(self.root).expanduser()

@@ -11,16 +11,21 @@ stored as the dataset ships them converted to corners: CUB's ``x y w h`` becomes
 wsolevaluation uses (area = (x1 - x0 + 1) * (y1 - y0 + 1), both ends inclusive); the metrics of
 this project use that convention, so boxes are never converted to half-open form here.
 
-Evaluation protocols (Qin et al., arXiv:1911.10688 section 4; Choe et al., CVPR 2020):
+Evaluation protocols (docs/protocol.md, "WSOL: ground-truth boxes"):
 
-- ``"authors"``: resize the image to R x R (both sides, R = 256 for S = 224), centre-crop S x S;
-  boxes are scaled by (R / w, R / h), shifted by the crop offset (-16 at 224) and clipped to
-  [0, S - 1]; they stay floats. Without a crop (Tiny-ImageNet, 64 px) the image is resized to
-  S x S and the boxes are scaled and clipped. This is the geometrically exact image of the box
-  under the resize and crop; the authors' code instead scales x by 255 / w (y by 255 / h), shifts
-  by 15 and truncates to int (off by one pixel against 256 and 16), which we do not copy.
-- ``"wsolevaluation"``: resize the image to S x S; boxes are scaled by (S / w, S / h) and truncated
-  to integers (``int()``, as wsolevaluation's ``resize_bbox`` does); no clipping.
+- ``"authors"`` (their utils/util_bbox.py, ``load_bbox_size``): the image is resized to R x R and
+  centre-cropped to S x S (CUB: R = 256, S = 224; without a crop, as on Tiny-ImageNet, R = S);
+  a box coordinate becomes ``x * (R - 1) / w - floor((R - 1 - S) / 2)`` (y likewise with h):
+  ``x * 255 / w - 15`` on CUB, ``x * 63 / w + 1`` on Tiny-ImageNet at 64 px. The result stays a
+  float, is never clipped to the crop and never truncated (their ``int()`` appears only where
+  boxes are drawn), so a box reaching outside the centre crop keeps its full extent (about a
+  third of CUB's test boxes do).
+- ``"wsolevaluation"`` (its evaluation.py, ``resize_bbox``): the image is resized to S x S; boxes
+  are scaled by (S / w, S / h) and truncated to integers (``int()``); no crop, no clipping.
+
+Padding: the evaluation collate pads every image's boxes to G rows with rows of -1
+(``BoxPadCollate``); ``valid_box_rows`` tells them apart from real boxes, which may have
+negative coordinates under the authors' protocol.
 
 Training (both protocols): resize to R x R, random S x S crop, horizontal flip (boxes not needed),
 or, without a crop, resize to S x S and flip. Inputs are normalised with the ImageNet mean/std.
@@ -121,29 +126,19 @@ def resize_boxes(boxes: np.ndarray, image_size: tuple[int, int], new_size: tuple
     return as_box_array(boxes) * scale
 
 
-def center_crop_offset(size: int, crop: int) -> int:
-    """Top/left offset of a centred crop of length ``crop`` out of ``size`` (torchvision's
-    ``center_crop`` rounding: ``int(round((size - crop) / 2))``; 16 for 256 -> 224)."""
-    return int(round((size - crop) / 2.0))
+def authors_boxes(boxes: np.ndarray, image_size: tuple[int, int], resize_size: int, crop_size: int) -> np.ndarray:
+    """The authors' box transform (utils/util_bbox.py, ``load_bbox_size``) for an image of
+    ``image_size = (w, h)`` resized to R x R = ``resize_size`` and centre-cropped to S =
+    ``crop_size``: each coordinate x -> x * (R - 1) / w - floor((R - 1 - S) / 2) (y with h).
+    Floats; never clipped, never rounded. (G, 4) -> (G, 4) float64.
 
-
-def center_crop_boxes(boxes: np.ndarray, image_size: tuple[int, int], crop_size: tuple[int, int]) -> np.ndarray:
-    """Boxes after a centred crop of ``crop_size = (cw, ch)`` out of ``image_size = (W, H)``:
-    shifted by the crop offset and clipped to the crop, [0, cw - 1] x [0, ch - 1] (inclusive
-    last-pixel convention). (G, 4) -> (G, 4) float64."""
-    (w, h), (cw, ch) = image_size, crop_size
-    dx, dy = center_crop_offset(w, cw), center_crop_offset(h, ch)
-    out = as_box_array(boxes) - np.array([dx, dy, dx, dy], dtype=np.float64)
-    return clip_boxes(out, (cw, ch))
-
-
-def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Clip boxes to the pixels of an image of ``(w, h)``: x in [0, w - 1], y in [0, h - 1]."""
+    Examples: R = 256, S = 224: x * 255 / w - 15; R = S = 64: x * 63 / w + 1.
+    """
     w, h = image_size
-    out = as_box_array(boxes)
-    out[:, 0::2] = out[:, 0::2].clip(0, w - 1)
-    out[:, 1::2] = out[:, 1::2].clip(0, h - 1)
-    return out
+    r = float(resize_size - 1)
+    shift = (r - crop_size) // 2  # their floor division of floats
+    scale = np.array([r / w, r / h, r / w, r / h], dtype=np.float64)
+    return as_box_array(boxes) * scale - shift
 
 
 def default_resize_size(image_size: int) -> int:
@@ -190,10 +185,28 @@ class EvalTransform:
         if self.protocol == "wsolevaluation":
             # wsolevaluation's resize_bbox: scale, then int() (truncation toward zero).
             return np.trunc(resize_boxes(boxes, image_size, (s, s)))
-        if self.crop:
-            r = self.resize_size
-            return center_crop_boxes(resize_boxes(boxes, image_size, (r, r)), (r, r), (s, s))
-        return clip_boxes(resize_boxes(boxes, image_size, (s, s)), (s, s))
+        return authors_boxes(boxes, image_size, self.resize_size if self.crop else s, s)
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """How this transform maps images and boxes (JSON-serialisable; metrics.json's protocol)."""
+        s = self.image_size
+        if self.protocol == "wsolevaluation":
+            return {
+                "image": f"resize {s}x{s}",
+                "boxes": f"x * {s}/w, y * {s}/h, truncated to int (wsolevaluation evaluation.py resize_bbox)",
+                "boxes_clipped": False,
+                "boxes_rounding": "int() (toward zero)",
+            }
+        r = self.resize_size if self.crop else s
+        shift = (float(r - 1) - s) // 2
+        sign = "-" if shift >= 0 else "+"
+        return {
+            "image": f"resize {r}x{r}, centre crop {s}" if self.crop else f"resize {s}x{s}",
+            "boxes": (f"x * {r - 1}/w {sign} {abs(shift):g}, y * {r - 1}/h {sign} {abs(shift):g} "
+                      "(the authors' utils/util_bbox.py load_bbox_size)"),
+            "boxes_clipped": False,
+            "boxes_rounding": "none (floats)",
+        }
 
     def image(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> (3, S, S) float32 tensor normalised with the ImageNet mean/std."""
@@ -291,6 +304,8 @@ class BoxPadCollate:
         max_boxes: G; an item with more boxes raises (so no ground truth is silently dropped).
     """
 
+    PAD = -1.0
+
     def __init__(self, max_boxes: int) -> None:
         if max_boxes < 1:
             raise ValueError(f"max_boxes must be >= 1, got {max_boxes}")
@@ -299,13 +314,20 @@ class BoxPadCollate:
     def __call__(self, items: Sequence[tuple[torch.Tensor, int, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
         images = torch.stack([it[0] for it in items])
         labels = torch.as_tensor([int(it[1]) for it in items], dtype=torch.int64)
-        boxes = torch.full((len(items), self.max_boxes, 4), -1.0, dtype=torch.float32)
+        boxes = torch.full((len(items), self.max_boxes, 4), self.PAD, dtype=torch.float32)
         for i, it in enumerate(items):
             g = it[2].shape[0]
             if g > self.max_boxes:
                 raise ValueError(f"an image has {g} boxes > max_boxes={self.max_boxes}; raise data.max_boxes")
             boxes[i, :g] = it[2]
         return images, labels, boxes
+
+
+def valid_box_rows(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., G, 4) padded boxes -> (..., G) bool, False on ``BoxPadCollate``'s padding rows (all
+    four coordinates -1). A real box cannot be such a row (x1 > x0), while it may well have a
+    negative coordinate: the authors' boxes are never clipped to the crop."""
+    return ~(boxes == BoxPadCollate.PAD).all(dim=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,6 +623,36 @@ class WSOLDataModule(ClassificationDataModule):
             type(self).__name__, self.num_classes, len(splits.train), len(splits.val), len(splits.test),
             self.protocol, f", metadata {self.metadata_dir}" if self.metadata_dir else "",
         )
+
+    def split_rule(self) -> str:
+        """How train/val/test were chosen, in words (metrics.json's protocol block)."""
+        if self.metadata_dir:
+            return "wsolevaluation metadata: train/val/test image_ids.txt as listed"
+        return "subclass"
+
+    def split_files(self) -> list[Path]:
+        if self.metadata_dir:
+            md = Path(self.metadata_dir)
+            return [md / split / name for split in SPLITS for name in ("image_ids.txt", "localization.txt")]
+        return []
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """The base facts plus the evaluation protocol, its box transform (clipped or not), the
+        image transforms and the split rule."""
+        facts = super().protocol_facts()
+        ev = self.eval_transform().protocol_facts()
+        r, s = self.resize_size, self.image_size
+        train = f"resize {r}x{r}, random crop {s}" if self.crop else f"resize {s}x{s}"
+        facts["data"].update(
+            protocol=self.protocol,
+            split_rule=self.split_rule(),
+            box_transform={k: v for k, v in ev.items() if k != "image"},
+            transforms={
+                "train": train + (", horizontal flip" if self.hflip else "") + ", ImageNet mean/std",
+                "eval": ev["image"] + ", ImageNet mean/std",
+            },
+        )
+        return facts
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised inputs -> images in [0, 1] (for pictures)."""

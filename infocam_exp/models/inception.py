@@ -162,10 +162,10 @@ class InceptionV3(nn.Module):
         return groups
 
     def protocol_facts(self) -> dict[str, Any]:
-        """The model's part of the protocol (JSON-serialisable)."""
+        """``{"model": {...}}``: the model's part of the protocol (JSON-serialisable)."""
         momenta = sorted({m.momentum for m in self.body.modules() if isinstance(m, nn.BatchNorm2d)})
         frozen = self.finetune == "linear"
-        return {
+        return {"model": {
             "backbone": "inception_v3 (torchvision Inception3 body, new fc)",
             "pretrained": self.pretrained,
             "body": "frozen (no gradient, no optimiser group)" if frozen else "trained",
@@ -178,4 +178,4 @@ class InceptionV3(nn.Module):
                 "truncated normal (2 std), std sqrt(2.6 / 2048)" if self.head_init == "slim" else "normal(0, 0.01)"
             ),
             "head_bias_weight_decay": self.head_bias_decay,
-        }
+        }}

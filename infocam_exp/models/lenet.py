@@ -1,4 +1,4 @@
-"""The authors' MNIST network (Qin, Kim & Gedeon, arXiv:1911.10688; PAPER.md §3), a LeNet-5 variant.
+"""The authors' MNIST network (Qin, Kim & Gedeon, arXiv:1911.10688; docs/protocol.md, "MNIST"), a LeNet-5 variant.
 
 conv(C -> 20, 5x5), ReLU, maxpool 2, conv(20 -> 50, 5x5), ReLU, maxpool 2, fc(50*h*w -> 500), ReLU,
 fc(500 -> K). At 28 x 28 inputs h = w = 4, so the first fc layer is 800 -> 500 as in the paper.

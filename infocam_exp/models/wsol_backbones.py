@@ -3,9 +3,13 @@
 Every model: ``forward(x) -> logits (B, K)``, ``forward_features(x) -> (B, C, H, W)`` (the map a
 CAM weights), ``classifier: nn.Linear`` (C -> K) with
 ``forward(x) == classifier(forward_features(x).mean((2, 3)))``, and
-``param_groups(lr, head_lr_mult)`` (pretrained body at ``lr``, new head at ``lr * head_lr_mult``;
-the authors use x10). Parameter names of the body equal torchvision's, so torchvision's ImageNet
-state dicts load directly (``infocam_exp.models.pretrained``).
+``param_groups(lr, lr_ratio)``: the two optimiser groups of the authors' train.py (info_cam/*/train.py
+of kfzyqin/Research-Softmax-with-Mutual-Information; wsolevaluation's main.py splits ResNet the same
+way): group ``base`` at ``lr`` and group ``scaled`` at ``lr * lr_ratio`` (x10 in their scripts).
+VGG16-GAP: every parameter outside ``features.`` (conv6 and the classifier) is scaled. ResNet50:
+every parameter of ``layer4.`` and of the classifier (their ``fc.``) is scaled, so the pretrained
+layer4 learns ten times faster than the rest of the body. Parameter names of the body equal
+torchvision's, so torchvision's ImageNet state dicts load directly (``infocam_exp.models.pretrained``).
 
 - VGG16-GAP (Zhou et al., CVPR 2016, as in wsolevaluation, Choe et al. CVPR 2020): VGG16's
   convolutions without pool5, + conv 3x3 512 -> 1024 + ReLU, GAP, fc. C = 1024, maps at 1/16 of
@@ -17,14 +21,14 @@ state dicts load directly (``infocam_exp.models.pretrained``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torchvision
 from torch import nn
 
-from infocam_exp.models.pretrained import load_body_weights, load_imagenet_weights
+from infocam_exp.models.pretrained import load_body_weights, load_weights_with_facts
 
 VGG_ADL_POSITIONS = ("pool3", "pool4", "conv5_3")
 VGG_ADL_GAMMA = 0.8
@@ -99,12 +103,39 @@ def _init_head(conv: nn.Conv2d | None, fc: nn.Linear) -> None:
     nn.init.zeros_(fc.bias)
 
 
-def _groups(body: list[nn.Parameter], head: list[nn.Parameter], lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
+def lr_group_names(model: nn.Module, scaled: Callable[[str], bool]) -> dict[str, list[str]]:
+    """Names of the trainable parameters in each optimiser group: ``{"base": [...], "scaled": [...]}``
+    (``named_parameters`` order); ``scaled(name)`` says which group a parameter joins."""
+    out: dict[str, list[str]] = {"base": [], "scaled": []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            out["scaled" if scaled(name) else "base"].append(name)
+    return out
+
+
+def _groups(model: nn.Module, scaled: Callable[[str], bool], lr: float, lr_ratio: float) -> list[dict[str, Any]]:
+    params = dict(model.named_parameters())
+    names = lr_group_names(model, scaled)
     groups = [
-        {"params": [p for p in body if p.requires_grad], "lr": lr, "name": "body"},
-        {"params": [p for p in head if p.requires_grad], "lr": lr * head_lr_mult, "name": "head"},
+        {"params": [params[n] for n in names["base"]], "lr": lr, "name": "base"},
+        {"params": [params[n] for n in names["scaled"]], "lr": lr * lr_ratio, "name": "scaled"},
     ]
     return [g for g in groups if g["params"]]
+
+
+def _model_facts(model: nn.Module, positions: Sequence[str]) -> dict[str, Any]:
+    adl = None
+    if len(model.adl):
+        first = next(iter(model.adl.values()))
+        adl = {"positions": list(positions), "rate": first.drop_rate, "threshold": first.gamma}
+    return {
+        "model": {
+            "architecture": type(model).__name__,
+            "weights": model.weights_info,
+            "adl": adl,
+            "lr_ratio_params": model.SCALED_RULE,
+        }
+    }
 
 
 # VGG16 configuration "D" (Simonyan & Zisserman, ICLR 2015) without pool5; "M" = 2x2 max pool.
@@ -168,9 +199,10 @@ class VGG16GAP(nn.Module):
         self.relu6 = nn.ReLU(inplace=True)
         self.classifier = nn.Linear(1024, num_classes)
         self.num_features = 1024
+        self.weights_info: dict[str, Any] | None = None
         _init_head(self.conv6, self.classifier)
         if pretrained:
-            sd = load_imagenet_weights("vgg16", weights_path)
+            sd, self.weights_info = load_weights_with_facts("vgg16", weights_path)
             body = {k: v for k, v in sd.items() if k.startswith("features.") and int(k.split(".")[1]) < len(self.features)}
             load_body_weights(self, body, ("conv6.", "classifier."), f"ImageNet weights for vgg16 ({weights_path or 'hub cache'})")
 
@@ -186,10 +218,21 @@ class VGG16GAP(nn.Module):
         """(B, C, H, W) -> (B, K) logits."""
         return self.classifier(self.forward_features(x).mean(dim=(2, 3)))
 
-    def param_groups(self, lr: float, head_lr_mult: float = 10.0) -> list[dict[str, Any]]:
-        """Optimiser groups: VGG convolutions at ``lr``; conv6 + classifier at ``lr * head_lr_mult``."""
-        head = list(self.conv6.parameters()) + list(self.classifier.parameters())
-        return _groups(list(self.features.parameters()), head, lr, head_lr_mult)
+    #: the authors' train.py: every parameter outside ``features.`` gets lr x lr_ratio
+    SCALED_RULE = "every parameter outside features. (conv6, classifier)"
+
+    @staticmethod
+    def is_scaled(name: str) -> bool:
+        return not name.startswith("features.")
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """Weights file and sha256, ADL positions / rate / threshold, the lr-ratio rule."""
+        return _model_facts(self, [n for n in self._adl_after.values()])
+
+    def param_groups(self, lr: float, lr_ratio: float = 10.0) -> list[dict[str, Any]]:
+        """Optimiser groups: ``base`` = the VGG convolutions at ``lr``; ``scaled`` = conv6 and the
+        classifier at ``lr * lr_ratio`` (module docstring)."""
+        return _groups(self, self.is_scaled, lr, lr_ratio)
 
 
 class ResNet50GAP(nn.Module):
@@ -198,7 +241,9 @@ class ResNet50GAP(nn.Module):
     Args:
         num_classes: K.
         input_shape: (C, H, W) of one input (H, W >= 32).
-        pretrained: load torchvision's ImageNet ResNet50 weights (V1 file preferred, else V2).
+        pretrained: load ImageNet ResNet50 V1 weights (``infocam_exp.models.pretrained``: the
+            authors' ``resnet50-19c8e357.pth`` or torchvision's ``resnet50-0676ba61.pth``; any
+            other file only when named by ``weights_path``).
         weights_path: the weights file (or its folder); None -> torch hub cache.
         adl: insert ADL layers; ``adl_positions`` "layer{L}.{B}" (after block B of layer L);
             None -> after layer3.0, layer4.0, layer4.2 (Choe & Shim).
@@ -238,9 +283,10 @@ class ResNet50GAP(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = tv.layer1, tv.layer2, tv.layer3, tv.layer4
         self.classifier = nn.Linear(2048, num_classes)
         self.num_features = 2048
+        self.weights_info: dict[str, Any] | None = None
         _init_head(None, self.classifier)
         if pretrained:
-            sd = load_imagenet_weights("resnet50", weights_path)
+            sd, self.weights_info = load_weights_with_facts("resnet50", weights_path)
             body = {k: v for k, v in sd.items() if not k.startswith("fc.")}
             load_body_weights(self, body, ("classifier.",), f"ImageNet weights for resnet50 ({weights_path or 'hub cache'})")
 
@@ -259,8 +305,18 @@ class ResNet50GAP(nn.Module):
         """(B, C, H, W) -> (B, K) logits."""
         return self.classifier(self.forward_features(x).mean(dim=(2, 3)))
 
-    def param_groups(self, lr: float, head_lr_mult: float = 10.0) -> list[dict[str, Any]]:
-        """Optimiser groups: the ResNet body at ``lr``; the classifier at ``lr * head_lr_mult``."""
-        head_ids = {id(p) for p in self.classifier.parameters()}
-        body = [p for p in self.parameters() if id(p) not in head_ids]
-        return _groups(body, list(self.classifier.parameters()), lr, head_lr_mult)
+    #: the authors' train.py: every parameter of layer4 and fc (our classifier) gets lr x lr_ratio
+    SCALED_RULE = "every parameter of layer4. and classifier. (the authors' fc.)"
+
+    @staticmethod
+    def is_scaled(name: str) -> bool:
+        return name.startswith(("layer4.", "classifier."))
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """Weights file and sha256, ADL positions / rate / threshold, the lr-ratio rule."""
+        return _model_facts(self, [k.replace("_", ".") for k in self.adl])
+
+    def param_groups(self, lr: float, lr_ratio: float = 10.0) -> list[dict[str, Any]]:
+        """Optimiser groups: ``base`` = conv1 ... layer3 at ``lr``; ``scaled`` = layer4 and the
+        classifier at ``lr * lr_ratio`` (module docstring)."""
+        return _groups(self, self.is_scaled, lr, lr_ratio)

@@ -40,15 +40,17 @@ class ClassifierSystem(pl.LightningModule):
 
     Args:
         model: ``nn.Module`` mapping (B, ...) inputs to (B, K) logits. If it has
-            ``param_groups(lr, head_lr_mult)``, the optimiser gets those groups (new head at a
-            higher learning rate); if it has ``forward_features`` and ``classifier``, evaluation
+            ``param_groups(lr, head_lr_mult)``, the optimiser gets those groups (e.g. the WSOL
+            backbones' authors' groups: some parameters at ``lr * head_lr_mult``); if it has ``forward_features`` and ``classifier``, evaluation
             can return feature maps for CAMs.
         loss: a prior-aware loss (``infocam_exp.losses``); its ``predict`` gives the decision.
         optimizer: partial optimiser, called with the parameters (e.g. ``torch.optim.SGD``, lr=...).
         scheduler: optional partial LR scheduler, called with the optimiser.
         scheduler_interval: ``"epoch"`` (step the scheduler after each epoch) or ``"step"``
             (after each optimiser step: step-based schedules such as TF-slim's).
-        head_lr_mult: learning-rate multiplier of the model's new head (models with ``param_groups``).
+        head_lr_mult: the ``lr_ratio`` of the models with ``param_groups``: the multiplier of the
+            groups they scale (WSOL: VGG conv6 + fc, ResNet layer4 + fc; docs/protocol.md, "WSOL
+            training recipes").
         channels_last: use the channels-last memory format (faster convolutions on GPUs).
         finite_check_every: look at the recorded training-loss check every this many steps (and
             always at the last step of an epoch); 1 stops at the very step that diverged.
@@ -229,6 +231,42 @@ class ClassifierSystem(pl.LightningModule):
             return groups(lr, self.head_lr_mult)
         return self.model.parameters()
 
+    def protocol_facts(self) -> dict[str, Any]:
+        """Optimiser (class, settings, and each parameter group's name, lr and parameter count),
+        scheduler, loss and the trainer's precision, for metrics.json's protocol block."""
+
+        def plain(v: Any) -> Any:
+            return v if isinstance(v, str | int | float | bool) or v is None else repr(v)
+
+        def partial_facts(factory: Any) -> dict[str, Any]:
+            func = getattr(factory, "func", factory)
+            return {"name": getattr(func, "__name__", repr(func)),
+                    **{k: plain(v) for k, v in getattr(factory, "keywords", {}).items()}}
+
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        groups = self._param_groups(lr) if lr is not None else [{"params": list(self.model.parameters())}]
+        groups = groups if isinstance(groups, list) and groups and isinstance(groups[0], dict) else [{"params": list(groups)}]
+        optimizer = partial_facts(self.optimizer_factory)
+        optimizer["head_lr_mult"] = self.head_lr_mult
+        optimizer["groups"] = [
+            {"name": g.get("name", f"group{i}"), "lr": g.get("lr", lr),
+             "params": int(sum(p.numel() for p in g["params"] if p.requires_grad)),
+             "tensors": sum(1 for p in g["params"] if p.requires_grad)}
+            for i, g in enumerate(groups)
+        ]
+        facts: dict[str, Any] = {
+            "optimizer": optimizer,
+            "scheduler": partial_facts(self.scheduler_factory) if self.scheduler_factory is not None else None,
+            "loss": type(self.loss).__name__,
+        }
+        schedule = self._schedule_facts()
+        optimizer["weight_decay_by_group"] = schedule.pop("weight_decay_by_group")
+        facts["schedule"] = schedule
+        trainer = self._trainer  # None outside a Trainer (no exception, unlike self.trainer)
+        if trainer is not None and hasattr(trainer, "precision"):
+            facts["trainer"] = {"precision": str(trainer.precision)}
+        return facts
+
     def configure_optimizers(self) -> Any:
         lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
         optimizer = self.optimizer_factory(self._param_groups(lr) if lr is not None else self.model.parameters())
@@ -237,16 +275,14 @@ class ClassifierSystem(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
-    def protocol_facts(self) -> dict[str, Any]:
-        """The learning-rate schedule (JSON-serialisable): optimiser, per-group weight decay, the
-        scheduler, the interval it steps on, and the lr of each stretch of steps (or epochs) up to
-        the trainer's ``max_steps`` (or ``max_epochs``), replayed on a throwaway optimiser."""
+    def _schedule_facts(self) -> dict[str, Any]:
+        """The learning-rate schedule (JSON-serialisable): per-group weight decay, the training
+        length and the lr of each stretch of steps (or epochs) up to the trainer's ``max_steps``
+        (or ``max_epochs``), replayed on a throwaway optimiser with the scheduler."""
         factory = self.optimizer_factory
         keywords = dict(getattr(factory, "keywords", {}) or {})
         optimizer = factory(self._param_groups(keywords["lr"]) if "lr" in keywords else self.model.parameters())
         facts: dict[str, Any] = {
-            "optimizer": type(optimizer).__name__,
-            "optimizer_settings": {k: v for k, v in keywords.items() if isinstance(v, int | float | bool | str)},
             "weight_decay_by_group": {
                 str(g.get("name", i)): float(g.get("weight_decay", 0.0)) for i, g in enumerate(optimizer.param_groups)
             },

@@ -23,6 +23,7 @@ from infocam_exp.tables.aggregate import (
     collect_rows,
     load_records,
     missing_and_duplicates,
+    protocol_differences,
     table_cells,
     to_csv,
     to_markdown,
@@ -55,6 +56,8 @@ def make_table(table_id: str, overrides: list[str] | None = None) -> int:
     md = [f"# {spec.title}", "", str(spec.get("notes") or "").strip(), "", to_markdown(header, cells)]
     md.append(f"Runs: `{spec.runs_dir}`; regenerate with `{spec.get('command') or 'make table-' + table_id}`.")
     md.append(f"Mean ± sample std over seeds. Code versions of the runs: {', '.join(shas) or 'none'}; table written at {git_sha() or 'unknown'}.")
+    if spec.get("protocol_differences", False):
+        md.extend(protocol_differences(rows, list(spec.rows)))
     md.extend(missing_and_duplicates(rows))
     write_text_atomic(out_dir / f"{table_id}.md", "\n".join(md) + "\n")
     write_text_atomic(out_dir / f"{table_id}.csv", to_csv(raw))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -228,6 +229,65 @@ def missing_and_duplicates(rows: Sequence[Row]) -> list[str]:
     if duplicates:
         lines.append(f"\n**{len(duplicates)} job(s) with more than one record** (the newest complete one is used):")
         lines.extend(f"- {n}" for n in duplicates)
+    return lines
+
+
+def flatten_facts(facts: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"data.box_transform.boxes_clipped": "false", ...}``: nested dicts joined with dots,
+    every other value (lists included) as compact JSON."""
+    out: dict[str, str] = {}
+    for key, value in facts.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_facts(value, name + "."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True, separators=(", ", ": "))
+    return out
+
+
+#: Keys of facts that differ between machines or copies, not between protocols: never compared.
+_LOCAL_KEYS = frozenset({"path"})
+
+
+def _without_local(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_local(v) for k, v in value.items() if k not in _LOCAL_KEYS}
+    if isinstance(value, list):
+        return [_without_local(v) for v in value]
+    return value
+
+
+def protocol_differences(rows: Sequence[Row], row_keys: Sequence[str]) -> list[str]:
+    """Markdown lines for under a table: each protocol fact (metrics.json's ``protocol`` block)
+    whose value is not the same in every record of the table, with each row's value(s); facts
+    that are the same everywhere are not listed. Empty when nothing differs or no record has a
+    protocol block. Values that differ between the seeds of one row are shown with their seeds.
+    File paths (``path`` keys) are machine-local and never compared; their sha256 are."""
+    per_row: list[tuple[str, list[tuple[Any, dict[str, str]]]]] = []
+    for row in rows:
+        name = ", ".join(f"{k}={row.keys[k]}" for k in row_keys)
+        per_row.append((name, [(r.get("seed"), flatten_facts(_without_local(r.get("protocol") or {})))
+                               for r in row.records]))
+    facts = sorted({k for _, recs in per_row for _, f in recs for k in f})
+    lines: list[str] = []
+    for fact in facts:
+        values = {f.get(fact, "(absent)") for _, recs in per_row for _, f in recs}
+        if len(values) < 2:
+            continue
+        lines.append(f"- `{fact}`:")
+        for name, recs in per_row:
+            seen: dict[str, list[str]] = {}
+            for seed, f in recs:
+                seen.setdefault(f.get(fact, "(absent)"), []).append(str(seed))
+            if not seen:
+                lines.append(f"  - {name}: (no complete run)")
+            elif len(seen) == 1:
+                lines.append(f"  - {name}: {next(iter(seen))}")
+            else:
+                shown = "; ".join(f"{v} (seed {', '.join(seeds)})" for v, seeds in seen.items())
+                lines.append(f"  - {name}: {shown}")
+    if lines:
+        lines.insert(0, "\n**Protocol facts that differ between rows** (metrics.json `protocol`; facts the same in every run are not listed):")
     return lines
 
 

@@ -130,3 +130,18 @@ def test_maps_are_upsampled_to_the_input_frame(tmp_path):
     # and the box is tight: at tau = 0.5 too (bicubic blur spreads the blob by < 2 px there)
     curves = json.loads((tmp_path / "curves" / "test_localization.json").read_text())["cam"]
     assert curves["gt_known_loc_curve"][50] == 1.0
+
+
+def test_boxes_reaching_outside_the_input_are_scored_unclipped(tmp_path):
+    # The authors' ground-truth boxes are never clipped to the crop, so they may start at a
+    # negative coordinate. The map's blob fills input rows/cols 0..7: predicted box (0, 0, 7, 7).
+    x = torch.zeros(2, 2, 16, 16)
+    x[:, 0, 0:8, 0:8] = 1.0
+    y = torch.zeros(2, dtype=torch.long)
+    # (-4, -4, 7, 7): IoU 64 / 144 = 0.44, a miss (clipped to the input it would be 1.0, a hit);
+    # (-1, 0, 7, 7): IoU 64 / 72 = 0.89, a hit (read as padding it would be dropped, a miss)
+    boxes = _boxes((-4, -4, 7, 7), (-1, 0, 7, 7))
+    r = _evaluate(tmp_path, (x, y, boxes), (x, y, boxes))
+    assert r["test/gt_known_loc@cam"] == 0.5
+    # the second image's box counts in MaxBoxAccV2 at IoU 0.5 and 0.7 (0.89), the first at 0.3 only
+    assert r["test/max_box_acc_v2_iou50@cam"] == 0.5 and r["test/max_box_acc_v2_iou30@cam"] == 1.0

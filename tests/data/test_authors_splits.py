@@ -104,6 +104,21 @@ def test_cub_rule_split_and_hold_out_on_the_listed_folder(cub_lists):
     assert {r.image_id for r in held.records("val")} <= set(listed["train"])
 
 
+def test_cub_imbalanced_rule_on_images_txt_order_reproduces_the_authors_lists(tmp_path):
+    """The authors' lists are the first 10 / 30 training and 5 / 15 test images of each odd / even
+    class id in images.txt order (their data_tool.py applies these caps to a list in that order;
+    docs/protocol.md, "CUB-200-2011 classification"). On a release-layout folder whose images.txt
+    holds the listed images first within each class (train and test interleaved, as released) and
+    further unlisted images after them, ``imbalanced_rule`` picks the same images in the same order."""
+    train_list, test_list = list_path(CUB_IMBALANCED_TRAIN), list_path(CUB_IMBALANCED_TEST)
+    listed = make_cub_from_lists(tmp_path, train_list, test_list, order="lists", extra_per_class=2, write_images=False)
+    ann = read_cub(tmp_path, check_files=False)
+    assert len(ann.images) > 3997 + 1996  # the caps have images to leave out
+    rule = CUBClassificationDataModule(str(tmp_path), split="imbalanced_rule", num_workers=0, check_files=False)
+    assert [r.image_id for r in rule.records("train")] == listed["train"]
+    assert [r.image_id for r in rule.records("test")] == listed["test"]
+
+
 def test_cub_list_entry_missing_from_the_folder_is_named(tmp_path):
     make_cub(tmp_path)  # 3 made-up classes: none of the listed images
     dm = CUBClassificationDataModule(str(tmp_path), num_workers=0)

@@ -70,8 +70,9 @@ def test_datamodule_batches(tiny):
     x, y, boxes = next(iter(dm.test_dataloader()))
     assert x.shape == (4, 3, 64, 64) and boxes.shape == (4, 1, 4)
     by_rel = {t.rel: t for t in truth["val"]}
-    # 64 px, no crop: boxes unchanged
-    assert boxes[:, 0].tolist() == [list(by_rel[i].box) for i in dm.test_image_ids[:4]]
+    # 64 px, no crop: the authors' transform with --resize-size 64 --crop-size 64, x * 63 / 64 + 1
+    want = [[v * 63 / 64 + 1 for v in by_rel[i].box] for i in dm.test_image_ids[:4]]
+    torch.testing.assert_close(boxes[:, 0], torch.tensor(want, dtype=torch.float32))
     assert y.tolist() == [by_rel[i].label for i in dm.test_image_ids[:4]]
 
 

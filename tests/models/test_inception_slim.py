@@ -101,7 +101,7 @@ def test_dropout_and_head_init_follow_slim():
 
 
 def test_protocol_facts_are_json(slim_model):
-    facts = slim_model.protocol_facts()
+    facts = slim_model.protocol_facts()["model"]
     json.dumps(facts)
     assert facts["dropout"] == pytest.approx(0.2)
     assert "frozen" in facts["body"] and "train mode" in facts["body_batchnorm"] and "0.0003" in facts["body_batchnorm"]

@@ -5,13 +5,15 @@ Inputs are small (32-75 px) to keep the default suite fast on CPU; nothing downl
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 import torchvision
 
 from infocam_exp.data.base import DataFormatError, DataNotFoundError
 from infocam_exp.models.inception import InceptionV3
-from infocam_exp.models.pretrained import find_weights_file, load_imagenet_weights
+from infocam_exp.models.pretrained import find_weights_file, load_imagenet_weights, weights_facts
 from infocam_exp.models.wsol_backbones import ADL, VGG16GAP, ResNet50GAP
 
 
@@ -100,16 +102,43 @@ def test_resnet_layer4_has_stride_one(resnet):
     assert resnet.layer4[0].conv2.stride == (1, 1) and resnet.layer4[0].downsample[0].stride == (1, 1)
 
 
-def test_param_groups_put_the_new_head_at_a_higher_lr(vgg, resnet):
-    groups = {g["name"]: g for g in vgg.param_groups(0.01, 10.0)}
-    assert groups["body"]["lr"] == 0.01 and groups["head"]["lr"] == pytest.approx(0.1)
-    head = {id(p) for p in groups["head"]["params"]}
-    assert head == {id(p) for p in [*vgg.conv6.parameters(), *vgg.classifier.parameters()]}
-    n_all = sum(1 for _ in vgg.parameters())
-    assert len(groups["body"]["params"]) + len(head) == n_all
-    rgroups = {g["name"]: g for g in resnet.param_groups(0.01, 10.0)}
-    assert {id(p) for p in rgroups["head"]["params"]} == {id(p) for p in resnet.classifier.parameters()}
-    assert len(rgroups["body"]["params"]) + 2 == sum(1 for _ in resnet.parameters())
+# The authors' optimiser groups (info_cam/*/train.py): VGG: every parameter outside `features.`
+# at lr x lr_ratio; ResNet: every parameter of `layer4.` and `fc.` (our `classifier.`) at lr x lr_ratio.
+VGG_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # indices of the 13 convs in features
+
+
+@pytest.mark.parametrize("adl", [False, True])
+def test_vgg_lr_groups_are_the_authors(adl):
+    with torch.device("meta"):
+        model = VGG16GAP(5, (3, 32, 32), adl=adl)
+    groups = model.param_groups(0.001, 10.0)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    got = {g["name"]: (g["lr"], [by_id[id(p)] for p in g["params"]]) for g in groups}
+    base = [f"features.{i}.{w}" for i in VGG_CONVS for w in ("weight", "bias")]
+    assert got == {
+        "base": (0.001, base),
+        "scaled": (pytest.approx(0.01), ["conv6.weight", "conv6.bias", "classifier.weight", "classifier.bias"]),
+    }
+
+
+@pytest.mark.parametrize("adl", [False, True])
+def test_resnet_lr_groups_are_the_authors(adl):
+    with torch.device("meta"):
+        model = ResNet50GAP(5, (3, 32, 32), adl=adl)
+        tv = torchvision.models.resnet50()
+    groups = model.param_groups(0.01, 10.0)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    got = {g["name"]: (g["lr"], [by_id[id(p)] for p in g["params"]]) for g in groups}
+    tv_names = [n for n, _ in tv.named_parameters()]
+    layer4 = [n for n in tv_names if n.startswith("layer4.")]
+    base = [n for n in tv_names if not n.startswith(("layer4.", "fc."))]
+    # a bottleneck: 3 convs (no bias) + 3 BNs (weight, bias) = 9 tensors; a shortcut: 1 conv + 1 BN = 3
+    assert len(layer4) == 3 * 9 + 3 and len(base) == 3 + (3 + 4 + 6) * 9 + 3 * 3
+    assert base[:3] == ["conv1.weight", "bn1.weight", "bn1.bias"] and base[-1] == "layer3.5.bn3.bias"
+    assert got == {
+        "base": (0.01, base),
+        "scaled": (pytest.approx(0.1), layer4 + ["classifier.weight", "classifier.bias"]),
+    }
 
 
 def test_body_parameter_names_match_torchvision():
@@ -142,14 +171,50 @@ def test_pretrained_weights_load_from_the_hub_cache(tmp_path, vgg):
     # an explicit path (file or folder) works too
     assert set(load_imagenet_weights("vgg16", str(path))) == set(state)
     assert find_weights_file("vgg16", str(path.parent)) == path
+    # the run records which file it read
+    weights = loaded.protocol_facts()["model"]["weights"]
+    assert weights["file"] == "vgg16-397923af.pth" and weights["path"] == str(path)
+    assert weights["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert weights["explicit"] is False and weights["accepted_name"] is True
+    assert weights["sha256_matches_name"] is False  # a made-up file, not torchvision's
+    assert VGG16GAP(7, (3, 32, 32)).protocol_facts()["model"]["weights"] is None
+
+
+def test_resnet50_v1_under_either_name_and_never_v2_implicitly(tmp_path):
+    ckpt = find_weights_file.__globals__["hub_checkpoint_dir"]()
+    ckpt.mkdir(parents=True)
+    v2 = ckpt / "resnet50-11ad3fa6.pth"
+    v2.write_bytes(b"v2 weights")
+    with pytest.raises(DataNotFoundError) as err:
+        find_weights_file("resnet50")
+    msg = str(err.value)
+    for needle in ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth", str(ckpt),
+                   "python -m infocam_exp.fetch weights resnet50", "model.weights_path=", str(v2)):
+        assert needle in msg, needle
+    authors = ckpt / "resnet50-19c8e357.pth"  # the file name the authors' network/resnet.py loads
+    authors.write_bytes(b"v1 weights")
+    assert find_weights_file("resnet50") == authors
+    torchvision_v1 = ckpt / "resnet50-0676ba61.pth"
+    torchvision_v1.write_bytes(b"v1 weights")
+    assert find_weights_file("resnet50") == torchvision_v1
+    # V2 (or any file) only by name, and then recorded as an explicit choice
+    assert find_weights_file("resnet50", str(v2)) == v2
+    facts = weights_facts("resnet50", v2, explicit=True)
+    assert facts == {
+        "file": "resnet50-11ad3fa6.pth", "path": str(v2), "sha256": hashlib.sha256(b"v2 weights").hexdigest(),
+        "explicit": True, "accepted_name": False, "sha256_matches_name": False,
+    }
 
 
 def test_missing_weights_say_where_and_how():
     with pytest.raises(DataNotFoundError) as err:
         ResNet50GAP(5, (3, 32, 32), pretrained=True)
     msg = str(err.value)
-    for needle in ("resnet50-0676ba61.pth", "checkpoints", "torchvision.models.resnet50(weights='IMAGENET1K_V1')", "model.weights_path="):
+    for needle in ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth", "checkpoints",
+                   "python -m infocam_exp.fetch weights resnet50", "model.weights_path="):
         assert needle in msg
+    with pytest.raises(DataNotFoundError, match="vgg16-397923af.pth"):
+        find_weights_file("vgg16")
     with pytest.raises(DataNotFoundError, match="inception_v3_google-0cc3c7bd.pth"):
         find_weights_file("inception_v3")
 
