@@ -68,6 +68,7 @@ from infocam_exp.data.wsol import (
     WSOLSplits,
     alternate_halves,
 )
+from infocam_exp.protocol import file_fact
 
 log = logging.getLogger(__name__)
 
@@ -586,9 +587,9 @@ class CUBClassificationDataModule(ClassificationDataModule):
             }
         elif self.split == "imbalanced_rule":
             facts["split_caps"] = dict(self.caps)
-        base = super().protocol_facts()
-        base["data"].update(facts)
-        return base
+        # the base facts, with the sizes computed here (they need only the records)
+        return {"data": {"datamodule": type(self).__name__,
+                         "split_files": [file_fact(p) for p in self.split_files()], **facts}}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
