@@ -36,13 +36,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from infocam_exp.errors import UserError
 from infocam_exp.metrics.localization import LocalizationMetrics, scalar_metrics
 from infocam_exp.results import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError, ValueError):
     """A metadata or heatmap file is missing or malformed; the message names file and line."""
 
 

@@ -9,7 +9,6 @@ a failed run records ``status: failed`` with the error, then re-raises.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import traceback
 from pathlib import Path
@@ -25,6 +24,7 @@ from infocam_exp.build import (
     build_system,
     build_trainer,
 )
+from infocam_exp.errors import ConfigError
 from infocam_exp.results import (
     METRICS_FILE,
     config_hash,
@@ -37,16 +37,6 @@ from infocam_exp.results import (
 from infocam_exp.systems import DivergenceError
 
 log = logging.getLogger(__name__)
-
-#: Printed first in the summary, when present.
-HEADLINE_KEYS = (
-    "test/mi_estimate",
-    "test/mi_true",
-    "test/mi_gap",
-    "test/mi_estimate_prior_corrected",
-    "test/acc",
-    "test/mean_class_acc",
-)
 
 
 def _scalar(v: Any) -> float | list | None:
@@ -91,7 +81,8 @@ def _train_and_test(cfg: DictConfig, dm: Any, output_dir: Path) -> dict[str, Any
         log.info("Resuming training from %s", resume_from)
     trainer.fit(system, datamodule=dm, ckpt_path=resume_from)
     test_ckpt = cfg.get("test_ckpt", "last")
-    trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None)
+    # verbose=False: no Lightning results table; the run's summary (console.format_summary) is the one
+    trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None, verbose=False)
     return collect_metrics(trainer, dm.reference_metrics())
 
 
@@ -129,7 +120,7 @@ def run(
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     seed = cfg.seed
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int (0 is valid), got {seed!r}")
+        raise ConfigError(f"seed must be an int (0 is valid), got seed={seed!r}: e.g. seed=0")
     record: dict[str, Any] = {
         "status": "running",
         "seed": seed,
@@ -169,18 +160,3 @@ def run(
     record.update(status="complete", metrics=metrics, wall_time_s=time.perf_counter() - start)
     write(record_path, record)
     return metrics
-
-
-def format_summary(metrics: dict[str, Any], output_dir: Path | str) -> str:
-    """A few lines for the terminal: the headline metrics first, then where the record is."""
-    lines = [f"Run directory: {output_dir}"]
-    for key in HEADLINE_KEYS:
-        v = metrics.get(key)
-        if isinstance(v, float) and math.isfinite(v):
-            lines.append(f"  {key:<36s} {v:.4f}")
-    shown = set(HEADLINE_KEYS)
-    for key in sorted(metrics):
-        v = metrics[key]
-        if key.startswith("test/") and key not in shown and isinstance(v, float) and ("loc" in key or "maxbox" in key):
-            lines.append(f"  {key:<36s} {v:.4f}")
-    return "\n".join(lines)

@@ -27,6 +27,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DistributedSampler
 
+from infocam_exp.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -264,7 +266,7 @@ def distributed_shard(trainer: pl.Trainer | None) -> tuple[int, int]:
     return int(trainer.global_rank), int(trainer.world_size)
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """Data or weights that are not on disk. The message says what was looked for, where, the
     expected layout, where to get it, and which override points elsewhere."""
 
@@ -286,7 +288,7 @@ class DataNotFoundError(FileNotFoundError):
         super().__init__("\n  ".join(lines))
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """A data or annotation file that does not parse; the message names the file and line."""
 
     def __init__(self, path: object, problem: str, line: int | None = None, fix: str = "") -> None:
