@@ -85,7 +85,7 @@ def test_runs_folder_feeds_a_builder_table(tmp_path):
         })
     assert main(["--strict", "--runs", str(sweep), "mi_benchmark", f"paths.output_dir={tmp_path}"]) == 0
     text = (tmp_path / "tables" / "mi_benchmark.md").read_text()
-    knn = next(ln for ln in text.splitlines() if "| knn |" in ln)  # the long table's row
+    knn = next(ln for ln in text.splitlines() if "| 200 | knn |" in ln)  # the long table's row
     assert "| 1/1 |" in knn and "1.1000" in knn and "| 0.1000 |" in knn  # estimate, bias
 
 
