@@ -217,12 +217,12 @@ def format_summary(metrics: dict[str, Any], output_dir: Path | str, spec: Sequen
     lines += [f"  {label:<{width}}  {value}" for label, value in plain]
     if variants:
         labels = list(dict.fromkeys(label for row in variants.values() for label in row))
-        vwidth = max(len("map") + 2, *(len(v) for v in variants))
+        vwidth = max(len("map"), *(len(v) for v in variants))
         widths = [max(len(label), 7) for label in labels]
-        lines.append("  " + f"{'map':<{vwidth}}" + "  ".join(f"{label:>{w}}" for label, w in zip(labels, widths, strict=True)))
+        lines.append(f"  {'map':<{vwidth}}  " + "  ".join(f"{label:>{w}}" for label, w in zip(labels, widths, strict=True)))
         for variant, row in variants.items():
             cells = "  ".join(f"{row.get(label, '-'):>{w}}" for label, w in zip(labels, widths, strict=True))
-            lines.append(f"  {variant:<{vwidth}}{cells}")
+            lines.append(f"  {variant:<{vwidth}}  {cells}")
     lines.append(f"Record: {Path(output_dir) / 'metrics.json'}")
     return "\n".join(lines)
 

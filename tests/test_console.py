@@ -3,6 +3,7 @@ sweep, progress lines in logs, readable files."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -126,11 +127,12 @@ def test_summary_format_hand_built():
     metrics = {"test/top1_cls": 0.5, "test/top1_loc@cam": 0.25, "test/top1_loc@infocam": 0.3,
                "test/top1_loc_val_tau@cam": 0.9, "train/mi_estimate": 1.23456, "test/nan": float("nan")}
     text = format_summary(metrics, "/r", spec)
+    w = len("MI (nats) [train/mi_estimate]")  # labels are padded to the longest
     assert text.splitlines() == [
         "Summary:",
-        "  Top-1 Cls (%)                 50.00",
-        "  MI (nats) [train/mi_estimate]  1.2346",
-        "  map      Top-1 Loc %",
+        f"  {'Top-1 Cls (%)':<{w}}  50.00",
+        f"  {'MI (nats) [train/mi_estimate]':<{w}}  1.2346",
+        "  map      Top-1 Loc %",  # one row per map variant, right-aligned under the label
         "  cam            25.00",
         "  infocam        30.00",
         "Record: /r/metrics.json",
@@ -161,15 +163,27 @@ def test_project_errors_share_a_base():
     ],
     ids=["seed_abc", "missing_dataset"],
 )
-def test_user_errors_print_the_message_alone(args, expected, tmp_path):
+def test_user_errors_print_the_message_alone(args, expected, tmp_path, monkeypatch, capsys):
+    """The entry point in-process (as `python -m infocam_exp ARGS`); Hydra's logging is left
+    unconfigured so that it does not hold on to the captured streams."""
+    from infocam_exp.__main__ import main
+
     args = [a.replace("MISSING_DIR", str(tmp_path / "nowhere")) for a in args]
-    proc = _cli(*args, f"paths.output_dir={tmp_path}", cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert expected in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
-    assert proc.stderr.strip().splitlines()[-1] == "(Set HYDRA_FULL_ERROR=1 to see the traceback.)"
+    monkeypatch.setattr(sys, "argv", ["infocam_exp", *args, f"paths.output_dir={tmp_path}",
+                                      "hydra/job_logging=none", "hydra/hydra_logging=none"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert expected in captured.err and "Traceback" not in captured.err + captured.out
+    assert captured.err.strip().splitlines()[-1] == "(Set HYDRA_FULL_ERROR=1 to see the traceback.)"
 
 
-def test_full_error_shows_the_traceback(tmp_path):
+@pytest.mark.slow
+def test_user_error_exits_2_and_full_error_shows_the_traceback(tmp_path):
+    proc = _cli("seed=abc", f"paths.output_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "seed must be an int" in proc.stderr
     proc = _cli("seed=abc", f"paths.output_dir={tmp_path}", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError: seed must be an int" in proc.stderr
 
@@ -202,7 +216,7 @@ def test_sweep_ends_with_one_line_per_job(tmp_path):
 
 
 def test_progress_lines_every_tenth_and_30_s(monkeypatch, caplog):
-    clock = iter(float(t) for t in range(0, 10_000, 10))  # each step takes 10 s
+    clock = itertools.count(0.0, 10.0)  # each step takes 10 s
     monkeypatch.setattr(console.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(console, "stdout_is_terminal", lambda: False)
     caplog.set_level(logging.INFO, logger="infocam_exp")
