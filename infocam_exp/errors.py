@@ -5,6 +5,7 @@ value). The command-line entry points print their message alone and exit 2; set
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -23,6 +24,14 @@ class ConfigError(UserError, ValueError):
     """A config value (or command-line argument) that is not valid; the message names the key."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """An input file (image, weights) that is not where the command was told to look."""
+
+
+class BadFileError(UserError, ValueError):
+    """An input file that cannot be read as what it should be; the message names the file."""
+
+
 def full_error_requested() -> bool:
     """True when ``HYDRA_FULL_ERROR=1``: entry points then let a ``UserError`` raise normally."""
     return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0")
@@ -31,4 +40,11 @@ def full_error_requested() -> bool:
 def report_user_error(err: UserError, prog: str = "infocam_exp") -> int:
     """Print ``err``'s message (and how to get the traceback) to stderr; return the exit status."""
     print(f"{prog}: error: {type(err).__name__}: {err}\n{TRACEBACK_HINT}", file=sys.stderr)
+    return USER_ERROR_EXIT
+
+
+def log_user_error(err: UserError, logger: logging.Logger) -> int:
+    """Log ``err``'s message (and how to get the traceback) as an error; return the exit status.
+    For the argparse commands (``evaluate``, ``explain``), whose messages go through logging."""
+    logger.error("%s\n%s", err, TRACEBACK_HINT)
     return USER_ERROR_EXIT

@@ -98,7 +98,7 @@ def test_summary_keys_are_recorded_classification_and_wsol(tmp_path):
     """The fast experiments run briefly; the others share their callbacks (long_tail: CIFAR-LT,
     CUB PC-softmax; wsol: CUB and Tiny-ImageNet WSOL), so their summaries are checked against
     the same records."""
-    short = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", *QUIET]
+    short = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", *QUIET]
     mnist = run(compose_cfg("+experiment=mnist_pc_softmax", "data=fashion_mnist", "callbacks=long_tail",
                             "callbacks.checkpoint=null", *short), tmp_path / "mnist")
     wsol = run(compose_cfg("+experiment=synthetic_wsol_infocam", "data.num_train=128", "data.num_val=64",
