@@ -61,12 +61,22 @@ def _instantiate_group(group: DictConfig | None, **kwargs: Any) -> list[Any]:
     return [instantiate(c, **kwargs) for c in group.values() if c is not None and "_target_" in c]
 
 
-def build_trainer(cfg: DictConfig) -> pl.Trainer:
+def has_val_split(dm: ClassificationDataModule) -> bool | None:
+    """Whether the DataModule built a validation split (None: it does not say)."""
+    try:
+        return int(dm.split_class_counts("val").sum()) > 0
+    except NotImplementedError:
+        return None
+
+
+def build_trainer(cfg: DictConfig, has_val: bool | None = None) -> pl.Trainer:
     """The Trainer, with callbacks from ``cfg.callbacks`` and loggers from ``cfg.logger``.
 
     Everything a run writes goes under ``cfg.paths.run_dir`` (set by ``infocam_exp.run``).
     Lightning's progress bar is shown only when stdout is a terminal (and
-    ``trainer.enable_progress_bar``); otherwise ``console.EpochLines`` writes one line per epoch."""
+    ``trainer.enable_progress_bar``); otherwise ``console.EpochLines`` writes one line per epoch.
+    ``has_val=False`` (no validation split, e.g. the authors' CUB protocol) turns the validation
+    loop off, instead of handing Lightning an empty loader that it warns about."""
     quiet_lightning()
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
@@ -77,10 +87,12 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     if not bar:
         objective = str(cfg.get("objective") or "")
         callbacks.append(EpochLines(key_metric=objective.replace("test/", "val/", 1) if objective.startswith("test/") else None))
+    extra = {"limit_val_batches": 0} if has_val is False else {}
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
         enable_checkpointing=checkpointing,
         enable_progress_bar=bar,
+        **extra,
     )

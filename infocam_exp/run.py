@@ -23,6 +23,7 @@ from infocam_exp.build import (
     build_direct_estimator,
     build_system,
     build_trainer,
+    has_val_split,
 )
 from infocam_exp.errors import ConfigError
 from infocam_exp.results import (
@@ -74,7 +75,7 @@ def is_rank_zero() -> bool:
 def _train_and_test(cfg: DictConfig, dm: Any, output_dir: Path) -> dict[str, Any]:
     """Fit (resuming from ``checkpoints/last.ckpt`` when present), test, collect the metrics."""
     system = build_system(cfg, dm)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, has_val=has_val_split(dm))
     last = output_dir / "checkpoints" / "last.ckpt"
     resume_from = str(last) if cfg.get("resume", True) and last.exists() else None
     if resume_from:
