@@ -212,12 +212,18 @@ def collect_rows(
     ``metrics``: the reported metric keys; a complete record with a non-finite value of one of
     them counts as failed (see the module docstring for the exact rule and for duplicates)."""
     grid = expand_grid(params)
+    swept = list(params)
+    # each record's values of the swept keys, looked up once (config.yaml only where needed)
+    values = [tuple(record_value(rec, k) for k in swept) for rec in records]
+    by_values: dict[tuple, list[dict[str, Any]]] = {}
+    for rec, vals in zip(records, values, strict=True):
+        by_values.setdefault(vals, []).append(rec)
     rows: dict[tuple, Row] = {}
     for job in grid:
         key = tuple(job[k] for k in row_keys)
         row = rows.setdefault(key, Row(keys={k: job[k] for k in row_keys}, expected=0))
         row.expected += 1
-        matches = [rec for rec in records if all(record_value(rec, k) == v for k, v in job.items())]
+        matches = by_values.get(tuple(job[k] for k in swept), [])
         if not matches:
             row.missing.append(",".join(f"{k}={v}" for k, v in job.items()))
             continue
