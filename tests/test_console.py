@@ -27,10 +27,13 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.y
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "infocam_exp", *args], cwd=cwd, capture_output=True, text=True,
+    proc = subprocess.run(
+        [sys.executable, "-m", "infocam_exp", *args], cwd=cwd, capture_output=True,
         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
+    # bytes, decoded without text mode's newline translation, which would turn "\r" into "\n"
+    proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
+    return proc
 
 
 # --- summaries -------------------------------------------------------------------------------------

@@ -112,8 +112,10 @@ def test_default_job_log_reads_well(tmp_path):
     proc = subprocess.run(
         # the default job (20 epochs) on 2,000 samples per class: 5 batches per epoch
         [sys.executable, "-m", "infocam_exp", "data.samples_per_class=2000", f"paths.output_dir={tmp_path}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, timeout=300,
     )
+    # bytes, decoded without text mode's newline translation, which would turn "\r" into "\n"
+    proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout + proc.stderr
     assert "\r" not in out
