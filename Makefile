@@ -36,7 +36,8 @@ lint: setup  ## ruff on the package, scripts and tests
 
 # make table-<id>: run the table's sweep (resumable: finished jobs are skipped), then aggregate it
 # into outputs/tables/<table>.{md,csv,png}. Exits non-zero if any job of the grid is missing or
-# failed. ARGS="..." passes overrides to both steps (e.g. ARGS="paths.data_dir=/datasets").
+# failed (the sweep's status, and `tables --strict`; without --strict the table command reports
+# the rows it has and exits 0). ARGS="..." passes overrides to both steps (e.g. ARGS="paths.data_dir=/datasets").
 TABLE_mi := mi_synthetic
 TABLE_mi-bench := mi_benchmark
 TABLE_mnist := mnist
@@ -58,7 +59,7 @@ table-wsol-tiny: ## WSOL on Tiny-ImageNet: 4 backbones x CAM/infoCAM (GPU jobs)
 $(TABLES): table-%: setup
 	@test -n "$(TABLE_$*)" || { echo "unknown table $*"; exit 2; }
 	status=0; $(PY) -m infocam_exp +table=$(TABLE_$*) $(ARGS) || status=$$?; \
-	$(PY) -m infocam_exp.tables $(TABLE_$*) $(ARGS) || status=1; exit $$status
+	$(PY) -m infocam_exp.tables --strict $(TABLE_$*) $(ARGS) || status=1; exit $$status
 
 report: setup  ## One page of every result built so far: outputs/report/index.html (open it from disk)
 	$(PY) -m infocam_exp.report

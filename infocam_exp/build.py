@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from infocam_exp.console import EpochLines, quiet_lightning, stdout_is_terminal
 from infocam_exp.data.base import ClassificationDataModule
 from infocam_exp.systems import ClassifierSystem
 
@@ -60,15 +61,38 @@ def _instantiate_group(group: DictConfig | None, **kwargs: Any) -> list[Any]:
     return [instantiate(c, **kwargs) for c in group.values() if c is not None and "_target_" in c]
 
 
-def build_trainer(cfg: DictConfig) -> pl.Trainer:
+def has_val_split(dm: ClassificationDataModule) -> bool | None:
+    """Whether the DataModule built a validation split (None: it does not say)."""
+    try:
+        return int(dm.split_class_counts("val").sum()) > 0
+    except NotImplementedError:
+        return None
+
+
+def build_trainer(cfg: DictConfig, has_val: bool | None = None) -> pl.Trainer:
     """The Trainer, with callbacks from ``cfg.callbacks`` and loggers from ``cfg.logger``.
 
-    Everything a run writes goes under ``cfg.paths.run_dir`` (set by ``infocam_exp.run``)."""
+    Everything a run writes goes under ``cfg.paths.run_dir`` (set by ``infocam_exp.run``).
+    Lightning's progress bar is shown only when stdout is a terminal (and
+    ``trainer.enable_progress_bar``); otherwise ``console.EpochLines`` writes one line per epoch.
+    ``has_val=False`` (no validation split, e.g. the authors' CUB protocol) turns the validation
+    loop off, instead of handing Lightning an empty loader that it warns about."""
+    quiet_lightning()
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
     # Derived, not configured: Lightning refuses a ModelCheckpoint when checkpointing is off and
     # adds a default one when it is on.
     checkpointing = any(isinstance(cb, ModelCheckpoint) for cb in callbacks)
+    bar = bool(cfg.trainer.get("enable_progress_bar", True)) and stdout_is_terminal()
+    if not bar:
+        objective = str(cfg.get("objective") or "")
+        callbacks.append(EpochLines(key_metric=objective.replace("test/", "val/", 1) if objective.startswith("test/") else None))
+    extra = {"limit_val_batches": 0} if has_val is False else {}
     return instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_checkpointing=checkpointing,
+        enable_progress_bar=bar,
+        **extra,
     )

@@ -40,13 +40,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from infocam_exp.console import progress as log_progress
+from infocam_exp.errors import UserError, full_error_requested, log_user_error
 from infocam_exp.metrics.localization import LocalizationMetrics, scalar_metrics
 from infocam_exp.results import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError, ValueError):
     """A metadata or heatmap file is missing or malformed; the message names file and line."""
 
 
@@ -214,7 +216,8 @@ def evaluate(
         batch_size: heatmaps per batch (same-shape maps are batched together).
         allow_nan: score NaN maps as zero maps instead of raising.
         normalize: min-max normalise each map (False: maps must already lie in [0, 1]).
-        progress: tqdm bar with maps/s (heatmaps read and scored); None: on a terminal only.
+        progress: tqdm bar with maps/s (heatmaps read and scored); None: a bar on a terminal,
+            progress lines (at most every 10% and 30 s) otherwise.
 
     Returns:
         ``{"metrics": {name: float (percent)}, "curves": {name: [float per threshold]},
@@ -241,13 +244,11 @@ def evaluate(
         ).to(device)
         metric.update(maps, gt_t, gt_valid=valid)
 
-    bar = tqdm(
-        meta.image_ids,
-        desc="heatmaps",
-        unit="map",
-        disable=None if progress is None else not progress,
-    )
-    for image_id in bar:
+    if progress is None:  # a bar on a terminal, a line at most every 10% / 30 s in a log
+        ids = log_progress(meta.image_ids, desc="heatmaps", unit="map")
+    else:
+        ids = tqdm(meta.image_ids, desc="heatmaps", unit="map", disable=not progress)
+    for image_id in ids:
         path = heatmap_path(heatmaps_dir, image_id)
         arr = _load_heatmap(path, image_id, allow_nan)
         if not normalize and not allow_nan and ((arr < 0).any() or (arr > 1).any()):
@@ -352,6 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")
+    if args.thresholds < 1:
+        parser.error(f"--thresholds {args.thresholds}: need at least 1 threshold")
+    n = args.thresholds
+    if not (0 <= args.fixed_threshold < 1 and abs(args.fixed_threshold * n - round(args.fixed_threshold * n)) < 1e-6):
+        parser.error(f"--fixed-threshold {args.fixed_threshold} must be one of the thresholds i/{n}, 0 <= i < {n}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     from infocam_exp.data.wsol_masks import localization_kind
@@ -371,9 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_nan=args.allow_nan,
             normalize=not args.no_normalize,
         )
-    except (MetadataError, ValueError) as err:
-        log.error("%s", err)
-        return 2
+    except UserError as err:  # MetadataError; anything else keeps its traceback
+        if full_error_requested():
+            raise
+        return log_user_error(err, log)
     sys.stdout.write(format_table(report) + "\n")
     if args.json:
         write_json_atomic(Path(args.json), report)

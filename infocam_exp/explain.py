@@ -24,7 +24,15 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from infocam_exp.cam import METHODS, CAMExtractor, GAPLinearError
+from infocam_exp.cam import METHODS, CAMExtractor
+from infocam_exp.errors import (
+    BadFileError,
+    ConfigError,
+    MissingFileError,
+    UserError,
+    full_error_requested,
+    log_user_error,
+)
 from infocam_exp.models.efficientnet_lite import (  # noqa: F401  (re-exported for callers)
     EfficientNetLite0,
     lite0_weights_path,
@@ -94,7 +102,7 @@ def _torchvision_classifier(name: str, weights: str | Path | None) -> ImageNetCl
     try:
         weights_cls = torchvision.models.get_model_weights(name)
     except (ValueError, KeyError) as err:
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {name!r}: use {LITE0_NAME!r} or a torchvision classification model "
             "name (e.g. resnet50, efficientnet_b0, mobilenet_v2)"
         ) from err
@@ -104,7 +112,7 @@ def _torchvision_classifier(name: str, weights: str | Path | None) -> ImageNetCl
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         found = [w for w in candidates if (cache / Path(w.url).name).is_file()]
         if not found:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no weights for {name}: looked for {cache / Path(candidates[0].url).name} "
                 f"(torch hub cache); nothing is downloaded. Put the file from "
                 f"{candidates[0].url} there, or pass --weights PATH"
@@ -113,7 +121,7 @@ def _torchvision_classifier(name: str, weights: str | Path | None) -> ImageNetCl
     else:
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
+            raise MissingFileError(f"weights file not found: {path}")
         named = [w for w in candidates if Path(w.url).name == path.name]
         # an unrecognised file gets the default release's preprocessing and class names
         weights_enum = named[0] if named else candidates[0]
@@ -175,12 +183,12 @@ def load_image(path: str | Path) -> Image.Image:
     """Open an image file as RGB; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"not a readable image: {path} ({err})") from err
+        raise BadFileError(f"not a readable image: {path} ({err})") from err
 
 
 @dataclass(frozen=True)
@@ -328,9 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = run(
             args.images, args.model, args.weights, args.topk, args.method, args.window, args.out
         )
-    except (FileNotFoundError, ValueError, GAPLinearError) as err:
-        log.error("%s", err)
-        return 2
+    except UserError as err:  # GAPLinearError included; anything else keeps its traceback
+        if full_error_requested():
+            raise
+        return log_user_error(err, log)
     for path in written:
         print(f"wrote {path}")
     return 0

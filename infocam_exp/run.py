@@ -9,7 +9,6 @@ a failed run records ``status: failed`` with the error, then re-raises.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import traceback
 from pathlib import Path
@@ -24,7 +23,9 @@ from infocam_exp.build import (
     build_direct_estimator,
     build_system,
     build_trainer,
+    has_val_split,
 )
+from infocam_exp.errors import ConfigError
 from infocam_exp.protocol import collect_protocol
 from infocam_exp.results import (
     METRICS_FILE,
@@ -38,16 +39,6 @@ from infocam_exp.results import (
 from infocam_exp.systems import DivergenceError
 
 log = logging.getLogger(__name__)
-
-#: Printed first in the summary, when present.
-HEADLINE_KEYS = (
-    "test/mi_estimate",
-    "test/mi_true",
-    "test/mi_gap",
-    "test/mi_estimate_prior_corrected",
-    "test/acc",
-    "test/mean_class_acc",
-)
 
 
 def _scalar(v: Any) -> float | list | None:
@@ -86,14 +77,15 @@ def _train_and_test(cfg: DictConfig, dm: Any, output_dir: Path) -> tuple[dict[st
     """Fit (resuming from ``checkpoints/last.ckpt`` when present), test, collect the metrics and
     the protocol facts (``infocam_exp.protocol``)."""
     system = build_system(cfg, dm)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, has_val=has_val_split(dm))
     last = output_dir / "checkpoints" / "last.ckpt"
     resume_from = str(last) if cfg.get("resume", True) and last.exists() else None
     if resume_from:
         log.info("Resuming training from %s", resume_from)
     trainer.fit(system, datamodule=dm, ckpt_path=resume_from)
     test_ckpt = cfg.get("test_ckpt", "last")
-    trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None)
+    # verbose=False: no Lightning results table; the run's summary (console.format_summary) is the one
+    trainer.test(system, datamodule=dm, ckpt_path="best" if test_ckpt == "best" else None, verbose=False)
     protocol = collect_protocol(dm, system, getattr(system, "model", None), *trainer.callbacks)
     return collect_metrics(trainer, dm.reference_metrics()), protocol
 
@@ -132,7 +124,7 @@ def run(
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     seed = cfg.seed
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int (0 is valid), got {seed!r}")
+        raise ConfigError(f"seed must be an int (0 is valid), got seed={seed!r}: e.g. seed=0")
     record: dict[str, Any] = {
         "status": "running",
         "seed": seed,
@@ -172,18 +164,3 @@ def run(
     record.update(status="complete", metrics=metrics, protocol=protocol, wall_time_s=time.perf_counter() - start)
     write(record_path, record)
     return metrics
-
-
-def format_summary(metrics: dict[str, Any], output_dir: Path | str) -> str:
-    """A few lines for the terminal: the headline metrics first, then where the record is."""
-    lines = [f"Run directory: {output_dir}"]
-    for key in HEADLINE_KEYS:
-        v = metrics.get(key)
-        if isinstance(v, float) and math.isfinite(v):
-            lines.append(f"  {key:<36s} {v:.4f}")
-    shown = set(HEADLINE_KEYS)
-    for key in sorted(metrics):
-        v = metrics[key]
-        if key.startswith("test/") and key not in shown and isinstance(v, float) and ("loc" in key or "maxbox" in key):
-            lines.append(f"  {key:<36s} {v:.4f}")
-    return "\n".join(lines)

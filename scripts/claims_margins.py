@@ -2,6 +2,10 @@
 slack (positive: the claim holds) and the CPU time per claim: the margins written in that file.
 
     python scripts/claims_margins.py [--seeds 0 1 2] [--claims mi pc wsol] [--out DIR]
+
+Manual mutation check of claim 2: ``--claims pc --seeds 0 --mutate`` trains the "pc_softmax" run
+with CE; its slack must come out negative (margin 0 < the test's PC_MIN_MARGIN), i.e. the claim
+test would fail, and the script exits 1.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--claims", nargs="+", choices=list(CLAIMS), default=list(CLAIMS))
     parser.add_argument("--out", type=Path, default=None, help="run folders (default: a temporary one)")
+    parser.add_argument("--mutate", action="store_true", help="claim 2 only: replace PC-softmax by CE (expect failure)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -39,7 +44,10 @@ def main() -> int:
         runs, margins = CLAIMS[name]
         for seed in args.seeds:
             wall, cpu = time.perf_counter(), time.process_time()
-            m = margins(runs(out / name / f"seed{seed}", seed))
+            if args.mutate and name == "pc":
+                m = margins(runs(out / name / f"seed{seed}_mutated", seed, mutate=True))
+            else:
+                m = margins(runs(out / name / f"seed{seed}", seed))
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             for what, slack in m.items():
                 worst[what] = min(worst.get(what, slack), slack)

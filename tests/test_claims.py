@@ -69,17 +69,27 @@ def test_claim_softmax_ce_estimates_mutual_information(tmp_path):
 PC_RUN = ["+experiment=mnist_pc_softmax", "data=fashion_mnist", "trainer.max_epochs=2"]
 
 
-def pc_claim_runs(out: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
+#: smallest PC-softmax - CE margin of mean per-class accuracy the test accepts (fraction). Seed 0
+#: measures +2.03 points, identical over repeated runs on one machine; 1.2 points leaves 0.8 for
+#: other machines' arithmetic and fails if 40% of the advantage is lost.
+PC_MIN_MARGIN = 0.012
+
+
+def pc_claim_runs(out: Path, seed: int = 0, mutate: bool = False) -> dict[str, dict[str, Any]]:
+    """CE and PC-softmax runs; ``mutate``: the "pc_softmax" run trains with CE instead (the manual
+    check that the claim test fails when PC-softmax's advantage is gone:
+    ``python scripts/claims_margins.py --claims pc --mutate``)."""
+    losses = {"ce": "ce", "pc_softmax": "ce" if mutate else "pc_softmax"}
     return {
-        loss: run(compose_cfg(*PC_RUN, f"loss={loss}", f"seed={seed}", *QUIET), out / loss)
-        for loss in ("ce", "pc_softmax")
+        name: run(compose_cfg(*PC_RUN, f"loss={loss}", f"seed={seed}", *QUIET), out / name)
+        for name, loss in losses.items()
     }
 
 
 def pc_claim_margins(m: dict[str, dict[str, Any]]) -> dict[str, float]:
     return {
-        "mean class acc: pc_softmax - ce": m["pc_softmax"]["test/mean_class_acc"]
-        - m["ce"]["test/mean_class_acc"],
+        f"mean class acc: pc_softmax - ce - {PC_MIN_MARGIN}": m["pc_softmax"]["test/mean_class_acc"]
+        - m["ce"]["test/mean_class_acc"] - PC_MIN_MARGIN,
     }
 
 
@@ -88,10 +98,12 @@ def pc_claim_margins(m: dict[str, dict[str, Any]]) -> dict[str, float]:
 def test_claim_pc_softmax_beats_ce_on_imbalanced_fashion_mnist(tmp_path):
     m = pc_claim_runs(tmp_path)
     ce, pc = m["ce"], m["pc_softmax"]
-    # Mean per-class accuracy, PC-softmax minus CE, measured over seeds 0, 1, 2:
-    #   CE 71.9%, 68.5%, 69.8%; PC-softmax 73.7%, 72.8%, 74.7% -> margin +1.8, +4.3, +4.9 points
-    (margin,) = pc_claim_margins(m).values()
-    assert margin > 0, (pc["test/mean_class_acc"], ce["test/mean_class_acc"])
+    # Mean per-class accuracy, PC-softmax minus CE. Seed 0 (this test): CE 71.75%, PC-softmax
+    # 73.79% -> margin +2.03 points, bit-identical in two runs (2026-12-03). Earlier over seeds
+    # 0, 1, 2: +1.8, +4.3, +4.9 points. The test asks for more than PC_MIN_MARGIN = 1.2 points; with
+    # PC-softmax replaced by CE the margin is 0 and it fails (scripts/claims_margins.py --mutate).
+    (slack,) = pc_claim_margins(m).values()
+    assert slack > 0, (pc["test/mean_class_acc"], ce["test/mean_class_acc"], PC_MIN_MARGIN)
     # Training made both networks informative MI estimators: each estimate of I(X;Y) (PC-softmax's
     # own; CE's with + H(Y)) lies between half of H(Y) and H(Y), where H(Y) = 1.914 nats for the
     # training counts [300, 3000] x 5; an untrained network gives about 0. Measured (seeds 0-2):

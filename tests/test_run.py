@@ -105,26 +105,27 @@ def test_wandb_logger_offline(tmp_path, tiny_mi_overrides):
     assert list((tmp_path / "wandb").glob("offline-run-*")), "wandb should write an offline run"
 
 
-def test_entry_point_prints_summary(tmp_path):
+@pytest.mark.slow
+def test_default_job_log_reads_well(tmp_path):
+    """The default job with stdout piped (a log file): no carriage-return bars, one line per epoch,
+    no Lightning test table or litlogger tip, no warning, one summary; under 40 lines."""
     proc = subprocess.run(
-        [sys.executable, "-m", "infocam_exp", "data.samples_per_class=100", "trainer.max_epochs=1",
-         "trainer.enable_progress_bar=false", f"paths.output_dir={tmp_path}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        # the default job (20 epochs) on 2,000 samples per class: 5 batches per epoch
+        [sys.executable, "-m", "infocam_exp", "data.samples_per_class=2000", f"paths.output_dir={tmp_path}"],
+        cwd=tmp_path, capture_output=True, timeout=300,
     )
+    # bytes, decoded without text mode's newline translation, which would turn "\r" into "\n"
+    proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "test/mi_estimate" in proc.stdout and "test/mi_true" in proc.stdout
-    assert list(tmp_path.glob("runs/mi_synthetic/*/metrics.json"))
-
-
-def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_mi_overrides, caplog):
-    cfg = compose_cfg(*tiny_mi_overrides, "logger=none", "callbacks=checkpoint")
-    run(cfg, tmp_path)
-    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
-    record = json.loads((tmp_path / "metrics.json").read_text())
-    record["status"] = "interrupted"  # as if the process had been killed after its last epoch
-    (tmp_path / "metrics.json").write_text(json.dumps(record))
-    caplog.set_level("INFO", logger="infocam_exp.run")
-    metrics = run(cfg, tmp_path)
-    assert any("Resuming training from" in r.message for r in caplog.records)
-    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "complete"
-    assert math.isfinite(metrics["test/mi_estimate"])
+    out = proc.stdout + proc.stderr
+    assert "\r" not in out
+    lines = out.splitlines()
+    assert len(lines) < 40, out
+    assert sum(" epoch " in f" {line}" and "train/loss" in line for line in lines) == 20, out
+    for unwanted in ("litlogger", "Warning", "WARNING", "Test metric", "it/s"):
+        assert unwanted not in out, (unwanted, out)
+    assert out.count("Summary:") == 1
+    for label in ("MI estimate (nats)", "exact I(X;Y) (nats)", "gap: estimate - exact (nats)"):
+        assert label in proc.stdout
+    (record,) = tmp_path.glob("runs/mi_synthetic/*/metrics.json")
+    assert f"Record: {record}" in proc.stdout

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from infocam_exp.cam.maps import METHODS, ClassSpec, class_maps, select_classes, upsample_maps
+from infocam_exp.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ __all__ = ["CAMExtractor", "CAMResult", "GAPLinearError", "upsample_maps"]
 _PASSTHROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
 
 
-class GAPLinearError(RuntimeError):
+class GAPLinearError(UserError, RuntimeError):
     """The model does not (visibly) end in global average pooling + one linear layer."""
 
 

@@ -29,6 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DistributedSampler
 
+from infocam_exp.errors import UserError
 from infocam_exp.protocol import file_fact
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ def distributed_shard(trainer: pl.Trainer | None) -> tuple[int, int]:
     return int(trainer.global_rank), int(trainer.world_size)
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """Data or weights that are not on disk. The message says what was looked for, where, the
     expected layout, where to get it, and which override points elsewhere."""
 
@@ -302,7 +303,7 @@ class DataNotFoundError(FileNotFoundError):
         super().__init__("\n  ".join(lines))
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """A data or annotation file that does not parse; the message names the file and line."""
 
     def __init__(self, path: object, problem: str, line: int | None = None, fix: str = "") -> None:

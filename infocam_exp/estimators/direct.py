@@ -1,10 +1,12 @@
 """Estimators that train no model (kNN, Gaussian plug-in): one call on the data, same record.
 
 ``infocam_exp.run`` takes this path when ``cfg.estimator.trained`` is false: it builds the
-DataModule, calls the estimator on its training split, and writes ``metrics.json`` like any run
-(``test/mi_estimate``, the data's reference values, ``test/mi_gap``). The key says ``test/`` for
-uniformity with the trained estimators, whose estimate is a test-split mean; these estimators
-read the training split (the samples a trained estimator learns from).
+DataModule, calls the estimator on its training split, and writes ``metrics.json`` like any run.
+Keys name the split the estimate reads: ``train/mi_estimate`` (``_se``), ``train/num_samples`` and
+``train/mi_gap`` (= ``train/mi_estimate - test/mi_true``), beside the data's reference values
+(``test/mi_true``: the population truth, whatever split is read). A trained estimator records
+``test/mi_estimate``: its estimate is a mean over the test split. ``estimate_key`` finds the
+estimate of either kind.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from infocam_exp.estimators.knn import knn_mi
 
 log = logging.getLogger(__name__)
 
+#: the split a direct estimator reads, hence the prefix of its keys
+SPLIT = "train"
+#: where a record keeps its MI estimate: trained estimators (a test-split mean), direct ones
+ESTIMATE_KEYS = ("test/mi_estimate", f"{SPLIT}/mi_estimate")
+
+
+def estimate_key(metrics: dict[str, Any], name: str = "mi_estimate") -> str:
+    """The key of ``metrics`` holding ``<split>/<name>`` (``test/`` first, then ``train/``);
+    ``test/<name>`` when neither is present."""
+    for split in ("test", SPLIT):
+        if f"{split}/{name}" in metrics:
+            return f"{split}/{name}"
+    return f"test/{name}"
+
 
 class DirectEstimator:
     """Base: ``estimate(dm)`` returns the run's flat metrics dict."""
@@ -36,10 +52,10 @@ class DirectEstimator:
         # BLAS / OpenMP threads as many as torch uses (run.py sets them from cfg.torch_threads)
         with threadpool_limits(limits=torch.get_num_threads()):
             values = self.values(x.numpy(), y.numpy())
-        metrics = {f"test/{k}": v for k, v in values.items()}
-        metrics["test/num_samples"] = float(len(y))
+        metrics = {f"{SPLIT}/{k}": v for k, v in values.items()}
+        metrics[f"{SPLIT}/num_samples"] = float(len(y))
         metrics.update(dm.reference_metrics())
-        metrics["test/mi_gap"] = metrics["test/mi_estimate"] - metrics["test/mi_true"]
+        metrics[f"{SPLIT}/mi_gap"] = metrics[f"{SPLIT}/mi_estimate"] - metrics["test/mi_true"]
         return metrics
 
 

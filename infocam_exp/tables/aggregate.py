@@ -4,6 +4,11 @@ A table is declared in ``configs/table/<id>.yaml``: the sweep (``hydra.sweeper.p
 expected jobs, ``table.rows`` the override keys that name a row (the remaining swept key is the
 seed), ``table.columns`` the metrics. Tables read only ``metrics.json`` files.
 
+A record belongs to a job when its value of every swept key matches (``record_value``: the
+job's override, else its config-group choice, else its resolved ``config.yaml``), so jobs of an
+ad-hoc sweep that left a key at its default still match. Jobs of the grid with no record are
+listed as not run.
+
 Which records count:
 
 - a job with several records (a stale copy of the run folder, a rerun in another folder): the
@@ -59,11 +64,15 @@ class Column:
 
 @dataclass
 class Row:
+    """One table row: its key values, the number of jobs expected, the complete records used, and
+    the jobs that failed (``failed``) or have no record at all (``missing``, as ``key=value,...``)."""
+
     keys: dict[str, str]
     expected: int
     records: list[dict[str, Any]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -84,6 +93,68 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
         key, _, value = o.lstrip("+~").partition("=")
         out[key] = value
     return out
+
+
+def _override_text(value: Any) -> str:
+    """A config value as a command-line override would spell it (1, 0.5, true, [1,2], mnist)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_override_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _run_config(rec: dict[str, Any]) -> Any:
+    """The resolved ``config.yaml`` beside a record (cached in the record), or None."""
+    if "_config" not in rec:
+        from omegaconf import OmegaConf
+
+        path = Path(rec.get("_dir", "")) / "config.yaml"
+        try:
+            rec["_config"] = OmegaConf.load(path) if path.is_file() else None
+        except Exception:  # an unreadable config only means the key is unknown
+            rec["_config"] = None
+    return rec["_config"]
+
+
+def record_value(rec: dict[str, Any], key: str) -> str | None:
+    """The value a job had for ``key`` (``data.dim``, ``loss``, ``seed``): its command-line
+    override, else its chosen config-group option, else the value in its resolved config.yaml
+    (so ``-m data.dim=1,2`` jobs still have a ``data.prior``); None when unknown."""
+    overrides = parse_overrides(rec.get("overrides", []))
+    if key in overrides:
+        return overrides[key]
+    choices = rec.get("choices") or {}
+    if key in choices and choices[key] is not None:
+        return str(choices[key])
+    if key in ("seed", "data_seed") and rec.get(key) is not None:
+        return str(rec[key])
+    cfg = _run_config(rec)
+    if cfg is not None:
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            return _override_text(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
+    return None
+
+
+def _sort_key(value: str) -> tuple:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def grid_from_records(records: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, str]:
+    """A basic-sweeper ``params`` block spanning the values the records have for ``keys``
+    (comma-separated, sorted; keys no record knows are left out): the grid of an ad-hoc sweep."""
+    params = {}
+    for key in keys:
+        values = {v for rec in records if (v := record_value(rec, key)) is not None}
+        if values:
+            params[key] = ",".join(sorted(values, key=_sort_key))
+    return params
 
 
 def load_records(runs_dir: Path) -> list[dict[str, Any]]:
@@ -142,16 +213,20 @@ def collect_rows(
     ``metrics``: the reported metric keys; a complete record with a non-finite value of one of
     them counts as failed (see the module docstring for the exact rule and for duplicates)."""
     grid = expand_grid(params)
+    swept = list(params)
+    # each record's values of the swept keys, looked up once (config.yaml only where needed)
+    values = [tuple(record_value(rec, k) for k in swept) for rec in records]
+    by_values: dict[tuple, list[dict[str, Any]]] = {}
+    for rec, vals in zip(records, values, strict=True):
+        by_values.setdefault(vals, []).append(rec)
     rows: dict[tuple, Row] = {}
     for job in grid:
         key = tuple(job[k] for k in row_keys)
         row = rows.setdefault(key, Row(keys={k: job[k] for k in row_keys}, expected=0))
         row.expected += 1
-        matches = [
-            rec for rec in records
-            if all(parse_overrides(rec.get("overrides", [])).get(k) == v for k, v in job.items())
-        ]
+        matches = by_values.get(tuple(job[k] for k in swept), [])
         if not matches:
+            row.missing.append(",".join(f"{k}={v}" for k, v in job.items()))
             continue
         rec, why = _pick(matches)
         if len(matches) > 1:
@@ -225,6 +300,10 @@ def missing_and_duplicates(rows: Sequence[Row]) -> list[str]:
     if missing:
         lines.append(f"\n**{missing} expected job(s) missing or failed.**")
         lines.extend(f"- {f}" for row in rows for f in row.failed)
+        not_run = [m for row in rows for m in row.missing]
+        if not_run:
+            lines.append(f"\nNot run ({len(not_run)}):")
+            lines.extend(f"- {m}" for m in not_run)
     duplicates = [n for row in rows for n in row.notes]
     if duplicates:
         lines.append(f"\n**{len(duplicates)} job(s) with more than one record** (the newest complete one is used):")

@@ -48,13 +48,12 @@ def test_mean_std_missing_failed_and_paper(tmp_path):
     assert raw[0]["test/acc:std"] == pytest.approx(14.1421356, rel=1e-6)
 
 
-def test_make_table_reports_missing_jobs(tmp_path):
-    # no runs at all: every row missing, files still written, non-zero count
+def test_make_table_without_runs_writes_nothing(tmp_path, capsys):
+    # no runs at all: every job missing, no table and no (empty) figure written
     missing = make_table("mi_synthetic", [f"paths.output_dir={tmp_path}"])
     assert missing == 48
-    text = (tmp_path / "tables" / "mi_synthetic.md").read_text()
-    assert "missing" in text and "48 expected job(s) missing" in text
-    assert (tmp_path / "tables" / "mi_synthetic.csv").exists()
+    assert not (tmp_path / "tables").exists()
+    assert "No runs of table mi_synthetic" in capsys.readouterr().out
 
 
 def test_plots_write_pngs(tmp_path):
