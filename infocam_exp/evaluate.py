@@ -495,8 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Box WSOL metrics (MaxBoxAcc, MaxBoxAccV2, GT-known Loc) of saved heatmaps "
         "against wsolevaluation metadata.",
     )
-    parser.add_argument("--metadata", required=True, help="metadata folder of one split")
-    parser.add_argument("--heatmaps", required=True, help="folder of <image_id>.npy heatmaps")
+    parser.add_argument("--metadata", help="metadata folder of one split")
+    parser.add_argument("--heatmaps", help="folder of <image_id>.npy heatmaps")
     parser.add_argument("--thresholds", type=int, default=1000, help="N thresholds i/N (1000)")
     parser.add_argument(
         "--fixed-threshold", type=float, default=0.2, help="tau for GT-known Loc (0.2)"
@@ -525,8 +525,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do not min-max normalise (maps must lie in [0, 1], as wsolevaluation requires)",
     )
+    parser.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="only compile the box sweep into numba's on-disk cache (or load it) and print where "
+        "the cache is; make setup runs this",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.warm_up:
+        from infocam_exp.metrics import _boxes_compiled
+
+        seconds = _boxes_compiled.warm_up()
+        sys.stdout.write(
+            f"box sweep ready in {seconds:.1f} s; numba cache: {_boxes_compiled.cache_dir()}\n"
+        )
+        return 0
+    if not args.metadata or not args.heatmaps:
+        parser.error("--metadata and --heatmaps are required (unless --warm-up)")
     if args.device == "cuda":
         import torch
 

@@ -18,10 +18,54 @@ is the public entry point.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
-from numba import njit
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def fallback_cache_dir(
+    env: dict[str, str] | None = None, package_dir: Path | None = None, writable=_writable
+) -> Path | None:
+    """Where the compiled code must be cached when numba's own choices fail, else None.
+
+    numba tries, in order: ``NUMBA_CACHE_DIR``; ``__pycache__`` next to this file (an editable
+    install, or a site-packages the user may write); the user cache dir
+    (``~/.cache/numba``, ``$XDG_CACHE_HOME``). When none is writable (a read-only install with a
+    read-only home, as in some containers) numba does not cache at all and every process compiles
+    again; then we cache under the temp dir, one folder per user.
+    """
+    env = os.environ if env is None else env
+    if env.get("NUMBA_CACHE_DIR"):
+        return None
+    here = Path(__file__).resolve().parent if package_dir is None else package_dir
+    if writable(here / "__pycache__"):
+        return None
+    home = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if writable(Path(home) / "numba"):
+        return None
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"numba-cache-{uid}"
+
+
+_FALLBACK = fallback_cache_dir()
+if _FALLBACK is not None:  # before the decorators below: they pick the cache folder
+    import numba.core.config
+
+    numba.core.config.CACHE_DIR = str(_FALLBACK)
+
+from numba import njit  # noqa: E402
 
 _NUM_LEVELS = 256
 
@@ -79,7 +123,7 @@ def _sort_by_value(flat):
     for v in range(_NUM_LEVELS):
         start[v + 1] += start[v]
     fill = start[:_NUM_LEVELS].copy()
-    order = np.empty(n, np.int32)
+    order = np.empty(n, np.int64)  # int64 like every other index: one signature per helper
     for p in range(n):
         v = flat[p]
         order[fill[v]] = p
@@ -219,7 +263,8 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
     needed = np.zeros(_NUM_LEVELS, np.bool_)
     for i in range(cuts.shape[0]):
         needed[cuts[i]] = True
-    empty_iou = _best_iou(0, 0, 0, 0, gt, gvalid)
+    zero = np.int64(height * 0)  # not a literal: literals would compile a second signature
+    empty_iou = _best_iou(zero, zero, zero, zero, gt, gvalid)
     lvl_largest = np.full(_NUM_LEVELS, empty_iou)
     lvl_any = np.full(_NUM_LEVELS, empty_iou)
     regions_at = np.zeros(_NUM_LEVELS, np.int64)
@@ -232,10 +277,10 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
     border = np.empty(n, np.bool_)
     acc = np.empty(n, np.int64)
     parent = np.empty(n, np.int32)
-    x0 = np.empty(n, np.int32)
-    y0 = np.empty(n, np.int32)
-    x1 = np.empty(n, np.int32)
-    y1 = np.empty(n, np.int32)
+    x0 = np.empty(n, np.int64)
+    y0 = np.empty(n, np.int64)
+    x1 = np.empty(n, np.int64)
+    y1 = np.empty(n, np.int64)
     area2 = np.zeros(n, np.int64)  # contour area in half units
     inside = np.zeros(n, np.bool_)
     dirty = np.zeros(n, np.bool_)
@@ -463,15 +508,6 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
             out_boxes[i] = lvl_box[cuts[i]]
 
 
-@njit(cache=True, nogil=True)
-def _batch_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
-    for b in range(u8.shape[0]):
-        _map_ious(
-            u8[b], cuts[b], gt[b], gvalid[b], want_any, want_boxes,
-            out_largest[b], out_any[b], out_boxes[b],
-        )
-
-
 def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
     """``(B, H, W)`` float maps, min-max normalised, to uint8 (wsolevaluation's procedure).
 
@@ -540,7 +576,10 @@ def compiled_threshold_ious(
     outs = (out_largest, out_any, out_boxes)
 
     def run(sl: slice) -> None:
-        _batch_ious(*(a[sl] for a in args), *flags, *(o[sl] for o in outs))
+        # One compiled entry point, called per map: a compiled batch loop around it would be a
+        # second kernel to compile (seconds) for a dispatch cost of microseconds per map.
+        for b in range(sl.start, min(sl.stop, batch)):
+            _map_ious(*(a[b] for a in args), *flags, *(o[b] for o in outs))
 
     threads = max(1, min(int(threads), batch))
     if threads == 1:
@@ -551,3 +590,30 @@ def compiled_threshold_ious(
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(run, [slice(i, i + step) for i in range(0, batch, step)]))
     return out_largest, out_any, (out_boxes if want_boxes else None)
+
+
+def cache_dir() -> str:
+    """The folder numba caches this module's compiled code in."""
+    return str(_map_ious._cache._cache_path)
+
+
+def warm_up() -> float:
+    """Compile (or load from the cache) the sweep's one signature; returns the seconds it took.
+
+    ``make setup`` calls it (``python -m infocam_exp.evaluate --warm-up``), so the first real
+    evaluation in a new environment loads the cache instead of compiling.
+    """
+    import time
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, size=(1, 8, 8), dtype=np.uint8)
+    compiled_threshold_ious(
+        u8,
+        np.arange(4, dtype=np.int64)[None, :],
+        np.array([[[1.0, 1.0, 5.0, 5.0]]]),
+        np.ones((1, 1), np.bool_),
+        want_any=True,
+        want_boxes=True,
+    )
+    return time.perf_counter() - start
