@@ -25,7 +25,7 @@ cache that run filled (``warm``), and times wsolevaluation's per-image procedure
 ``--opencv-maps`` of the same files in the same run. It prints maps/s of each and the ratios::
 
     python scripts/bench_box_eval.py --whole-process [--maps 3000] [--thresholds 1000]
-        [--opencv-maps 30] [--repeats 1]
+        [--opencv-maps 30] [--repeats 1] [--data DIR]
 """
 
 from __future__ import annotations
@@ -243,12 +243,17 @@ def whole_process(args: argparse.Namespace) -> None:
     """The ``--whole-process`` mode (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="bench_box_eval_") as tmp:
         root = Path(tmp)
-        start = time.perf_counter()
-        maps, gt = mixed_maps(args.maps, args.size, args.seed)
-        meta, heat = write_split(root, maps, gt, args.seed)
-        del maps
-        log.info("wrote %d maps and metadata in %.1f s (not timed below)", args.maps,
-                 time.perf_counter() - start)
+        data = Path(args.data) if args.data else root
+        meta, heat = data / "metadata", data / "heatmaps"
+        if not (meta / "localization.txt").is_file():
+            start = time.perf_counter()
+            maps, gt = mixed_maps(args.maps, args.size, args.seed)
+            write_split(data, maps, gt, args.seed)
+            del maps
+            log.info("wrote %d maps and metadata to %s in %.1f s (not timed below)", args.maps,
+                     data, time.perf_counter() - start)
+        else:
+            log.info("reusing the maps in %s", data)
         results = []
         for rep in range(args.repeats):
             log.info("load average %.2f %.2f %.2f", *os.getloadavg())
@@ -306,6 +311,9 @@ def main() -> None:
         "wsolevaluation's per-image V1 loop; --maps maps (default 3000), --thresholds N (1000)",
     )
     parser.add_argument("--repeats", type=int, default=1, help="--whole-process runs")
+    parser.add_argument(
+        "--data", help="--whole-process: keep the generated maps here and reuse them next time"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
