@@ -770,7 +770,8 @@ def batched_threshold_ious(
         maps, gt_boxes, thresholds, gt_valid, normalize: as in :func:`threshold_ious`.
         max_pixels_per_chunk: torch sweep only: at most this many map pixels per sweep (about
             40 bytes each live); None: 2**21 on a CPU, 2**24 on a GPU.
-        workers: CPU threads (compiled: numba threads over maps; torch: parallel chunk sweeps);
+        workers: CPU threads (compiled: Python threads over maps, the kernel releases the GIL;
+            torch: parallel chunk sweeps);
             None: ``torch.get_num_threads()``. Sweeps on a GPU run one by one.
         backend: ``"auto"``, ``"compiled"`` (CPU maps only) or ``"torch"``.
 
