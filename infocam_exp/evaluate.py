@@ -3,7 +3,9 @@
 Usage::
 
     python -m infocam_exp.evaluate --metadata DIR --heatmaps DIR \\
-        [--thresholds 1000] [--json PATH] [--device cpu|cuda]
+        [--thresholds 1000] [--json PATH] [--device cpu|cuda] [--threads N]
+        [--backend auto|compiled|torch]
+    python -m infocam_exp.evaluate --warm-up
 
 ``--metadata`` holds wsolevaluation's text files for one split:
 
@@ -20,6 +22,11 @@ wsolevaluation does (``int(x * map_w / image_w)``, truncating); with 224 x 224 h
 exact procedure. Maps are min-max normalised (identity for the normalised maps wsolevaluation
 saves). Classification results are unknown here, so only GT-known metrics are reported:
 MaxBoxAcc, MaxBoxAccV2 (+ IoU 30/50/70) and GT-known Loc at a fixed threshold.
+
+Speed (docs/evaluator_speed.md): on a CPU the module imports numpy and numba only (torch is
+imported only for ``--device cuda`` or ``--backend torch``); ``--threads`` threads (default: one
+per core) each read, normalise and sweep their own batches with the compiled sweep, whose numba
+cache ``--warm-up`` fills ahead of time (``make setup`` runs it).
 """
 
 from __future__ import annotations
