@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m infocam_exp.evaluate --warm-up
 	touch $(STAMP)
 
-setup: $(STAMP)  ## Create .venv and install the project (editable) with its dev tools
+setup: $(STAMP)  ## Create .venv, install the project (editable) with its dev tools, compile the box sweep
 
 run: setup  ## Run the main job on its embedded default (synthetic MI, one setting, < 1 min)
 	$(PY) -m infocam_exp

@@ -13,78 +13,25 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytorch_lightning as pl
 
+from infocam_exp.progress import (  # noqa: F401  (re-exported: light module, no torch)
+    EVERY_FRACTION,
+    EVERY_SECONDS,
+    Throttle,
+    progress,
+    stdout_is_terminal,
+)
+
 log = logging.getLogger("infocam_exp")
 
 T = TypeVar("T")
-
-#: progress lines of a long loop: at most one per this fraction of the loop ...
-EVERY_FRACTION = 0.1
-#: ... and at most one per this many seconds
-EVERY_SECONDS = 30.0
-
-
-def stdout_is_terminal() -> bool:
-    """True when stdout is an interactive terminal (live bars); False for files and pipes."""
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stdout
-        return False
-
-
-class _Throttle:
-    """Says when a loop of ``total`` steps may print: once at least ``EVERY_FRACTION`` of it and
-    ``EVERY_SECONDS`` have passed since the last line (or since the start)."""
-
-    def __init__(self, total: int | None, every_fraction: float = EVERY_FRACTION, every_s: float = EVERY_SECONDS) -> None:
-        self.total = total
-        self.every_fraction = every_fraction
-        self.every_s = every_s
-        self.start = self.last_time = time.perf_counter()
-        self.last_done = 0
-
-    def due(self, done: int) -> bool:
-        now = time.perf_counter()
-        if now - self.last_time < self.every_s:
-            return False
-        if self.total and (done - self.last_done) < self.every_fraction * self.total:
-            return False
-        self.last_time, self.last_done = now, done
-        return True
-
-    def line(self, what: str, done: int) -> str:
-        elapsed = time.perf_counter() - self.start
-        if self.total:
-            rate = done / elapsed if elapsed > 0 else math.nan
-            eta = (self.total - done) / rate if rate and rate > 0 else math.nan
-            return f"{what}: {done}/{self.total} ({100 * done / self.total:.0f}%), {elapsed:.0f} s, about {eta:.0f} s left"
-        return f"{what}: {done} done, {elapsed:.0f} s"
-
-
-def progress(items: Iterable[T], total: int | None = None, desc: str = "progress", unit: str = "it") -> Iterator[T]:
-    """Iterate ``items`` with a tqdm bar on a terminal, or with a log line at most every 10% and
-    30 s otherwise."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
-    if stdout_is_terminal():
-        from tqdm import tqdm
-
-        yield from tqdm(items, total=total, desc=desc, unit=unit)
-        return
-    throttle = _Throttle(total)
-    for i, item in enumerate(items, 1):
-        yield item
-        if throttle.due(i):
-            log.info(throttle.line(desc, i))
-
 
 def _fmt(v: Any) -> str:
     try:
@@ -106,7 +53,7 @@ class EpochLines(pl.Callback):
         self.key_metric = key_metric
         self._epoch_start = 0.0
         self._fit_start = 0.0
-        self._throttle: _Throttle | None = None
+        self._throttle: Throttle | None = None
 
     # -- epoch lines --------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -114,7 +61,7 @@ class EpochLines(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
-        self._throttle = _Throttle(_total(trainer.num_training_batches))
+        self._throttle = Throttle(_total(trainer.num_training_batches))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -147,7 +94,7 @@ class EpochLines(pl.Callback):
 
     def _eval_throttle(self, trainer: pl.Trainer, batches: Sequence[int | float]) -> None:
         self._saved = self._throttle
-        self._throttle = _Throttle(_total(sum(batches) if batches else None))
+        self._throttle = Throttle(_total(sum(batches) if batches else None))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.sanity_checking:

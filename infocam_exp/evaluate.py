@@ -3,7 +3,9 @@
 Usage::
 
     python -m infocam_exp.evaluate --metadata DIR --heatmaps DIR \\
-        [--thresholds 1000] [--json PATH] [--device cpu|cuda]
+        [--thresholds 1000] [--json PATH] [--device cpu|cuda] [--threads N]
+        [--backend auto|compiled|torch]
+    python -m infocam_exp.evaluate --warm-up
 
 ``--metadata`` holds wsolevaluation's text files for one split:
 
@@ -24,6 +26,11 @@ MaxBoxAcc, MaxBoxAccV2 (+ IoU 30/50/70) and GT-known Loc at a fixed threshold.
 Mask metadata (wsolevaluation's OpenImages layout: ``localization.txt`` lines
 ``<id>,<mask_path>,<ignore_path>``) is detected and scored with PxAP instead; it needs
 ``--mask-root`` (see :mod:`infocam_exp.evaluate_masks`).
+
+Speed (docs/evaluator_speed.md): on a CPU the module imports numpy and numba only (torch is
+imported only for ``--device cuda`` or ``--backend torch``); ``--threads`` threads (default: one
+per core) each read, normalise and sweep their own batches with the compiled sweep, whose numba
+cache ``--warm-up`` fills ahead of time (``make setup`` runs it).
 """
 
 from __future__ import annotations
@@ -31,19 +38,22 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from infocam_exp.console import progress as log_progress
-from infocam_exp.errors import UserError, full_error_requested, log_user_error
-from infocam_exp.metrics.localization import LocalizationMetrics, scalar_metrics
-from infocam_exp.results import write_json_atomic
+from infocam_exp.errors import ConfigError, UserError, full_error_requested, log_user_error
+from infocam_exp.files import write_json_atomic
+from infocam_exp.progress import ProgressCount
+
+if TYPE_CHECKING:  # torch is imported only on the GPU / torch-sweep path (import time)
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +204,118 @@ def _load_heatmap(path: Path, image_id: str, allow_nan: bool) -> np.ndarray:
     return arr
 
 
+IOU_THRESHOLD = 0.5
+"""IoU of a hit for MaxBoxAcc and GT-known Loc."""
+IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+"""IoUs averaged by MaxBoxAccV2."""
+
+
+def box_thresholds(num: int) -> np.ndarray:
+    """``[0, 1/num, ..., (num-1)/num]`` float64, bit-identical to ``boxes.default_thresholds``
+    (and to wsolevaluation's ``np.arange(0, 1, 1 / num)``: both fill ``i * (1 / num)``)."""
+    if num < 1:
+        raise ValueError(f"need at least one threshold, got num={num}")
+    return np.arange(num, dtype=np.float64) * (1.0 / num)
+
+
+def _threshold_index(taus: np.ndarray, threshold: float) -> int:
+    diff = np.abs(taus - float(threshold))
+    idx = int(diff.argmin())
+    if diff[idx] > 1e-9:
+        raise ValueError(
+            f"threshold {threshold} is not one of the {taus.size} thresholds "
+            f"(nearest {float(taus[idx]):.6g})"
+        )
+    return idx
+
+
+@dataclass
+class _Hits:
+    """Per-threshold hit counts: ``gt_known`` (T,), ``v2`` (len(IOU_THRESHOLDS), T), ``total``."""
+
+    gt_known: np.ndarray
+    v2: np.ndarray
+    total: int = 0
+
+    def add(self, other: _Hits) -> None:
+        self.gt_known += other.gt_known
+        self.v2 += other.v2
+        self.total += other.total
+
+
+def _read_group(
+    heatmaps_dir: str | Path,
+    meta: BoxMetadata,
+    ids: Sequence[str],
+    allow_nan: bool,
+    normalize: bool,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Read and check the maps of ``ids``; yield ``(maps (B, H, W), gt (B, G, 4) float64 padded,
+    valid (B, G) bool)`` per map shape, in first-seen order."""
+    groups: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for image_id in ids:
+        path = heatmap_path(heatmaps_dir, image_id)
+        arr = _load_heatmap(path, image_id, allow_nan)
+        if not normalize and not allow_nan and ((arr < 0).any() or (arr > 1).any()):
+            raise MetadataError(f"{path}: values outside [0, 1] (drop --no-normalize)")
+        height, width = arr.shape
+        gt = rescale_boxes(meta.boxes[image_id], meta.image_sizes[image_id], (width, height))
+        groups.setdefault((height, width), []).append((arr, gt))
+    for items in groups.values():
+        most = max(len(b) for _, b in items)
+        gt = np.full((len(items), most, 4), -1.0, dtype=np.float64)
+        valid = np.zeros((len(items), most), dtype=bool)
+        for i, (_, b) in enumerate(items):
+            gt[i, : len(b)] = b
+            valid[i, : len(b)] = True
+        dtypes = {m.dtype for m, _ in items}
+        maps = np.stack([m for m, _ in items]).astype(np.result_type(*dtypes), copy=False)
+        yield maps, gt, valid
+
+
+def _to_uint8(maps: np.ndarray, normalize: bool) -> np.ndarray:
+    """``boxes.scoremaps_to_uint8`` in numpy (same dtype rules, same bytes)."""
+    from infocam_exp.metrics._boxes_compiled import maps_to_uint8
+
+    if maps.dtype not in (np.float32, np.float64):
+        maps = maps.astype(np.float32)  # half types are widened, as the torch form does
+    if normalize:
+        return maps_to_uint8(maps)
+    if np.isnan(maps).any():
+        raise ValueError("maps contain NaN; pass normalize=True to map NaN maps to zeros")
+    if (maps < 0).any() or (maps > 1).any():
+        raise ValueError("maps must lie in [0, 1] when normalize=False")
+    return (maps * maps.dtype.type(255)).astype(np.uint8)
+
+
+def _score_compiled(
+    maps: np.ndarray, gt: np.ndarray, valid: np.ndarray, taus: np.ndarray, normalize: bool
+) -> _Hits:
+    """Hit counts of one group with the compiled sweep, in the calling thread."""
+    from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious
+
+    u8 = _to_uint8(maps, normalize)
+    peak = u8.reshape(u8.shape[0], -1).max(axis=1).astype(np.float64)
+    cuts = np.floor(taus[None, :] * peak[:, None]).astype(np.int64)  # boxes.threshold_cuts
+    largest, best_any, _ = compiled_threshold_ious(u8, cuts, gt, valid, threads=1)
+    v2 = np.stack([(best_any >= iou).sum(axis=0) for iou in IOU_THRESHOLDS]).astype(np.int64)
+    return _Hits((largest >= IOU_THRESHOLD).sum(axis=0).astype(np.int64), v2, len(maps))
+
+
+def _numba_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
+def default_workers() -> int:
+    """CPU threads the evaluator uses by default: the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def evaluate(
     metadata_dir: str | Path,
     heatmaps_dir: str | Path,
@@ -204,6 +326,8 @@ def evaluate(
     allow_nan: bool = False,
     normalize: bool = True,
     progress: bool | None = None,
+    workers: int | None = None,
+    backend: str = "auto",
 ) -> dict:
     """Score every heatmap of a split against its boxes.
 
@@ -212,77 +336,139 @@ def evaluate(
         heatmaps_dir: folder with ``<image_id>.npy`` per image.
         thresholds: number N of thresholds ``i / N`` (wsolevaluation: 1000).
         fixed_threshold: tau for ``gt_known_loc`` (must be one of the thresholds).
-        device: where the box sweep runs.
-        batch_size: heatmaps per batch (same-shape maps are batched together).
+        device: where the box sweep runs (``cpu``: the compiled sweep; ``cuda``: the torch
+            sweep there).
+        batch_size: at most this many heatmaps are read and scored together.
         allow_nan: score NaN maps as zero maps instead of raising.
         normalize: min-max normalise each map (False: maps must already lie in [0, 1]).
         progress: tqdm bar with maps/s (heatmaps read and scored); None: a bar on a terminal,
             progress lines (at most every 10% and 30 s) otherwise.
+        workers: CPU threads; each reads, normalises and sweeps its own batches, so reading
+            overlaps the sweep (None: :func:`default_workers`). On a GPU they read ahead.
+        backend: ``"auto"`` (compiled on a CPU, torch on a GPU), ``"compiled"`` or ``"torch"``
+            (the torch sweep, also on a CPU); the numbers do not depend on it.
 
     Returns:
         ``{"metrics": {name: float (percent)}, "curves": {name: [float per threshold]},
         "num_images": int, ...}`` (JSON-serialisable).
     """
+    if backend not in ("auto", "compiled", "torch"):
+        raise ConfigError(f"backend must be one of auto, compiled, torch; got {backend!r}")
     meta = load_metadata(metadata_dir)
+    taus = box_thresholds(thresholds)
+    fixed_index = _threshold_index(taus, fixed_threshold)
+    on_cpu = str(device) == "cpu"
+    if backend == "compiled" and not on_cpu:
+        raise ConfigError(f"the compiled sweep runs on the CPU, got device={device!r} (use --backend auto or torch)")
+    if backend == "auto" and on_cpu:
+        backend = "compiled" if _numba_available() else "torch"
+        if backend == "torch":
+            log.warning("numba is not installed: using the slower torch sweep (pip install numba)")
+    workers = default_workers() if workers is None or workers < 1 else int(workers)
+    ids = meta.image_ids
+    # Batches small enough that every thread gets several (noisy maps cost ~10x smooth ones).
+    per = max(1, min(int(batch_size), -(-len(ids) // (4 * workers))))
+    chunks = [ids[i : i + per] for i in range(0, len(ids), per)]
+    hits = _Hits(np.zeros(taus.size, np.int64), np.zeros((len(IOU_THRESHOLDS), taus.size), np.int64))
+    # a tqdm bar with maps/s on a terminal; off a terminal a line at most every 10% / 30 s
+    bar = ProgressCount(len(ids), desc="heatmaps", unit="map", enabled=progress)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        if backend == "compiled" and on_cpu:
+
+            def work(chunk: list[str]) -> _Hits:
+                part = _Hits(np.zeros_like(hits.gt_known), np.zeros_like(hits.v2))
+                for group in _read_group(heatmaps_dir, meta, chunk, allow_nan, normalize):
+                    part.add(_score_compiled(*group, taus, normalize))
+                return part
+
+            for part in pool.map(work, chunks):
+                hits.add(part)
+                bar.update(part.total)
+        else:
+            hits = _score_torch(
+                pool.map(
+                    lambda chunk: list(_read_group(heatmaps_dir, meta, chunk, allow_nan, normalize)),
+                    chunks,
+                ),
+                taus,
+                device,
+                normalize,
+                workers,
+                bar,
+            )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return _report(hits, taus, fixed_index, metadata_dir, heatmaps_dir, normalize)
+
+
+def _score_torch(groups, taus, device, normalize, workers, bar) -> _Hits:
+    """Hit counts from the torch sweep (``LocalizationMetrics`` with ``backend="torch"``) over
+    groups read ahead by the pool."""
+    import torch
+
+    from infocam_exp.metrics.localization import LocalizationMetrics
+
     metric = LocalizationMetrics(
-        thresholds=thresholds, fixed_threshold=fixed_threshold, normalize=normalize
+        thresholds=torch.from_numpy(taus),
+        normalize=normalize,
+        iou_threshold=IOU_THRESHOLD,
+        iou_thresholds=IOU_THRESHOLDS,
+        workers=workers,
+        backend="torch",
+        fixed_threshold=float(taus[0]),
     ).to(device)
-    pending: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for chunk in groups:
+        for maps, gt, valid in chunk:
+            metric.update(
+                torch.from_numpy(maps).to(device),
+                torch.from_numpy(gt).to(device),
+                gt_valid=torch.from_numpy(valid).to(device),
+            )
+            bar.update(len(maps))
+    return _Hits(
+        metric.gt_known_hits.cpu().numpy().copy(),
+        metric.v2_hits.cpu().numpy().copy(),
+        int(metric.total),
+    )
 
-    def flush(shape: tuple[int, int]) -> None:
-        items = pending.pop(shape, [])
-        if not items:
-            return
-        maps = torch.from_numpy(np.stack([m for m, _ in items])).to(device)
-        most = max(len(b) for _, b in items)
-        gt = np.full((len(items), most, 4), -1, dtype=np.int64)
-        for i, (_, b) in enumerate(items):
-            gt[i, : len(b)] = b
-        gt_t = torch.from_numpy(gt).to(device)
-        valid = torch.from_numpy(
-            np.arange(most)[None, :] < np.array([len(b) for _, b in items])[:, None]
-        ).to(device)
-        metric.update(maps, gt_t, gt_valid=valid)
 
-    if progress is None:  # a bar on a terminal, a line at most every 10% / 30 s in a log
-        ids = log_progress(meta.image_ids, desc="heatmaps", unit="map")
-    else:
-        ids = tqdm(meta.image_ids, desc="heatmaps", unit="map", disable=not progress)
-    for image_id in ids:
-        path = heatmap_path(heatmaps_dir, image_id)
-        arr = _load_heatmap(path, image_id, allow_nan)
-        if not normalize and not allow_nan and ((arr < 0).any() or (arr > 1).any()):
-            raise MetadataError(f"{path}: values outside [0, 1] (drop --no-normalize)")
-        height, width = arr.shape
-        gt = rescale_boxes(meta.boxes[image_id], meta.image_sizes[image_id], (width, height))
-        pending.setdefault((height, width), []).append((arr, gt))
-        if len(pending[(height, width)]) >= batch_size:
-            flush((height, width))
-    for shape in list(pending):
-        flush(shape)
-
-    result = metric.compute()
-    scalars = scalar_metrics(result)
+def _report(
+    hits: _Hits,
+    taus: np.ndarray,
+    fixed_index: int,
+    metadata_dir: str | Path,
+    heatmaps_dir: str | Path,
+    normalize: bool,
+) -> dict:
+    """Metrics and curves from hit counts (``LocalizationMetrics.compute``'s formulas)."""
+    total = float(max(hits.total, 1))
+    gt_known = hits.gt_known.astype(np.float64) * 100.0 / total
+    v2 = hits.v2.astype(np.float64) * 100.0 / total
+    best = int(np.argmax(gt_known))  # the first threshold reaching the maximum
+    v2_best = v2.max(axis=1)
     metrics = {
-        "max_box_acc": scalars["max_box_acc"],
-        "max_box_acc_threshold": scalars["max_box_acc_threshold"],
-        "max_box_acc_v2": scalars["max_box_acc_v2"],
-        **{k: v for k, v in scalars.items() if k.startswith("max_box_acc_v2_")},
-        "gt_known_loc": scalars["gt_known_loc"],
-        "gt_known_loc_threshold": scalars["threshold"],
+        "max_box_acc": float(gt_known[best]),
+        "max_box_acc_threshold": float(taus[best]),
+        "max_box_acc_v2": float(v2_best.mean()),
+        **{
+            f"max_box_acc_v2_iou{round(iou * 100):d}": float(v2_best[i])
+            for i, iou in enumerate(IOU_THRESHOLDS)
+        },
+        "gt_known_loc": float(gt_known[fixed_index]),
+        "gt_known_loc_threshold": float(taus[fixed_index]),
     }
-    curves = {"thresholds": result["thresholds"].cpu().tolist()}
-    curves["gt_known_loc"] = result["gt_known_loc_curve"].cpu().tolist()
-    for key, value in result.items():
-        if key.startswith("max_box_acc_v2_") and key.endswith("_curve"):
-            curves[key[: -len("_curve")]] = value.cpu().tolist()
+    curves = {"thresholds": taus.tolist(), "gt_known_loc": gt_known.tolist()}
+    for i, iou in enumerate(IOU_THRESHOLDS):
+        curves[f"max_box_acc_v2_iou{round(iou * 100):d}"] = v2[i].tolist()
     return {
         "metrics": metrics,
         "curves": curves,
-        "num_images": int(scalars["num_images"]),
+        "num_images": int(hits.total),
         "metadata": str(metadata_dir),
         "heatmaps": str(heatmaps_dir),
-        "num_thresholds": int(thresholds),
+        "num_thresholds": int(taus.size),
         "normalize": normalize,
         "protocol": "wsolevaluation (Choe et al., CVPR 2020) box metrics, accuracies in percent",
     }
@@ -320,8 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="WSOL metrics of saved heatmaps against wsolevaluation metadata: box metrics "
         "(MaxBoxAcc, MaxBoxAccV2, GT-known Loc) for box metadata, PxAP for mask metadata.",
     )
-    parser.add_argument("--metadata", required=True, help="metadata folder of one split")
-    parser.add_argument("--heatmaps", required=True, help="folder of <image_id>.npy heatmaps")
+    parser.add_argument("--metadata", help="metadata folder of one split")
+    parser.add_argument("--heatmaps", help="folder of <image_id>.npy heatmaps")
     parser.add_argument("--thresholds", type=int, default=1000, help="N thresholds i/N (1000)")
     parser.add_argument(
         "--fixed-threshold", type=float, default=0.2, help="tau for GT-known Loc (0.2)"
@@ -333,13 +519,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="write the full report (with curves) here, atomically")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="maps read and scored together")
     parser.add_argument(
         "--threads",
         type=int,
         default=0,
-        help="CPU threads of the compiled box sweep, maps in parallel (default 0: torch's "
-        "thread count, one per core)",
+        help="CPU threads, each reading, normalising and sweeping its own batches (default 0: "
+        "one per available core)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "compiled", "torch"),
+        help="box sweep: auto (compiled on CPU, torch on CUDA), compiled, torch",
     )
     parser.add_argument(
         "--allow-nan", action="store_true", help="score NaN heatmaps as all-zero maps"
@@ -349,23 +541,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do not min-max normalise (maps must lie in [0, 1], as wsolevaluation requires)",
     )
+    parser.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="only compile the box sweep into numba's on-disk cache (or load it) and print where "
+        "the cache is; make setup runs this",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda requested but CUDA is not available")
+    if args.warm_up:
+        from infocam_exp.metrics import _boxes_compiled
+
+        seconds = _boxes_compiled.warm_up()
+        sys.stdout.write(
+            f"box sweep ready in {seconds:.1f} s; numba cache: {_boxes_compiled.cache_dir()}\n"
+        )
+        return 0
+    if not args.metadata or not args.heatmaps:
+        parser.error("--metadata and --heatmaps are required (unless --warm-up)")
     if args.thresholds < 1:
         parser.error(f"--thresholds {args.thresholds}: need at least 1 threshold")
     n = args.thresholds
     if not (0 <= args.fixed_threshold < 1 and abs(args.fixed_threshold * n - round(args.fixed_threshold * n)) < 1e-6):
         parser.error(f"--fixed-threshold {args.fixed_threshold} must be one of the thresholds i/{n}, 0 <= i < {n}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     from infocam_exp.data.wsol_masks import localization_kind
 
     if localization_kind(args.metadata) == "masks":
         from infocam_exp.evaluate_masks import run_cli
 
         return run_cli(args)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda requested but CUDA is not available")
     try:
         report = evaluate(
             args.metadata,
@@ -376,8 +585,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             allow_nan=args.allow_nan,
             normalize=not args.no_normalize,
+            workers=args.threads,
+            backend=args.backend,
         )
-    except UserError as err:  # MetadataError; anything else keeps its traceback
+    except UserError as err:  # MetadataError, ConfigError; anything else keeps its traceback
         if full_error_requested():
             raise
         return log_user_error(err, log)

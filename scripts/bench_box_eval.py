@@ -15,11 +15,23 @@ single-threaded, as in wsolevaluation; the other two use ``--threads``.
 
 ``--compile-time`` also reports the compiled path's one-off cost in fresh processes: compiling
 into an empty numba cache, then loading that cache.
+
+``--whole-process`` times what a user waits for instead: it writes ``--maps`` heatmaps (``.npy``,
+a mix of smooth, shifted, multi-modal and noisy maps, see :func:`mixed_maps`) with wsolevaluation
+box metadata into a temporary folder, then runs ``python -m infocam_exp.evaluate`` on them as a
+subprocess twice, first with an empty numba cache (a fresh install: ``cold``) and then with the
+cache that run filled (``warm``), and times wsolevaluation's per-image procedure (read the
+``.npy``, normalise, OpenCV at every threshold, the largest contour's box only: V1) on
+``--opencv-maps`` of the same files in the same run. It prints maps/s of each and the ratios::
+
+    python scripts/bench_box_eval.py --whole-process [--maps 3000] [--thresholds 1000]
+        [--opencv-maps 30] [--repeats 1] [--data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -28,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +55,11 @@ from infocam_exp.metrics.boxes import (  # noqa: E402
     default_thresholds,
     largest_region_boxes,
 )
-from tests.metrics.opencv_reference import opencv_threshold_ious  # noqa: E402
+from tests.metrics.opencv_reference import (  # noqa: E402
+    multiple_iou,
+    normalize_to_uint8,
+    opencv_threshold_ious,
+)
 
 log = logging.getLogger("bench_box_eval")
 
@@ -128,13 +146,155 @@ def compile_time() -> tuple[float, float]:
     return out[0], out[1]
 
 
+def mixed_maps(num: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(num, size, size)`` float32 maps of four kinds in turn and ``(num, 2, 4)`` GT boxes.
+
+    Kinds, by ``index % 4``: smooth (:func:`make_maps`), shifted (the same times 3 minus 1, so
+    negative values and another range go through the normalisation), multi-modal (the sum of two
+    smooth maps: more blobs, several regions per level) and noisy (:func:`add_noise`: many small
+    regions and holes).
+    """
+    maps, gt = make_maps(num, size, seed)
+    other, _ = make_maps(num, size, seed + 7)
+    noisy = add_noise(maps, seed)
+    kind = torch.arange(num) % 4
+    out = torch.where((kind == 1)[:, None, None], 3 * maps - 1, maps)
+    out = torch.where((kind == 2)[:, None, None], maps + other, out)
+    out = torch.where((kind == 3)[:, None, None], noisy, out)
+    return out.numpy().astype(np.float32), gt.numpy()
+
+
+def write_split(root: Path, maps: np.ndarray, gt: np.ndarray, seed: int) -> tuple[Path, Path]:
+    """wsolevaluation metadata (original sizes 200-600 px, boxes in those pixels) and one
+    ``<id>.npy`` per map under ``root``; returns ``(metadata_dir, heatmaps_dir)``."""
+    rng = np.random.default_rng(seed)
+    meta, heat = root / "metadata", root / "heatmaps"
+    meta.mkdir(parents=True, exist_ok=True)
+    ids, sizes, boxes = [], [], []
+    size = maps.shape[-1]
+    for i, m in enumerate(maps):
+        image_id = f"{i % 50:03d}.class/img_{i:05d}.jpg"
+        width, height = (int(v) for v in rng.integers(200, 601, size=2))
+        ids.append(image_id)
+        sizes.append(f"{image_id},{width},{height}\n")
+        for x0, y0, x1, y1 in gt[i]:
+            if x0 < 0:
+                continue
+            sx, sy = width / size, height / size
+            # integers, as wsolevaluation's own loader requires
+            coords = (int(x0 * sx), int(y0 * sy), int(x1 * sx), int(y1 * sy))
+            boxes.append(f"{image_id},{','.join(map(str, coords))}\n")
+        path = heat / f"{image_id}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, m)
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "image_sizes.txt").write_text("".join(sizes))
+    (meta / "localization.txt").write_text("".join(boxes))
+    return meta, heat
+
+
+def wsolevaluation_v1_rate(meta: Path, heat: Path, num: int, thresholds: int) -> float:
+    """Maps/s of wsolevaluation's per-image V1 procedure on the split's first ``num`` maps.
+
+    Per map, as its ``BoxEvaluator.accumulate`` with ``multi_contour_eval=False``: read the
+    ``.npy``, ``normalize_scoremap``, then at every threshold ``cv2.threshold``,
+    ``cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)``, the ``max`` contour by
+    ``cv2.contourArea``, its ``cv2.boundingRect`` and the IoU with the ground-truth boxes (written
+    from that description with numpy and OpenCV; single-threaded, as wsolevaluation).
+    """
+    from infocam_exp.evaluate import load_metadata, rescale_boxes
+
+    info = load_metadata(meta)
+    ids = info.image_ids[:num]  # the kinds come in turn (mixed_maps), so all four are here
+    taus = np.arange(0, 1, 1 / thresholds)
+    start = time.perf_counter()
+    for image_id in ids:
+        cam = np.load(heat / f"{image_id}.npy")
+        u8 = normalize_to_uint8(cam)
+        height, width = u8.shape
+        gt_b = rescale_boxes(info.boxes[image_id], info.image_sizes[image_id], (width, height))
+        for tau in taus:
+            _, mask = cv2.threshold(u8, int(tau * np.max(u8)), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+            if len(contours) == 0:
+                box = np.zeros((1, 4))
+            else:
+                x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
+                box = np.array([[x, y, min(x + w, width - 1), min(y + h, height - 1)]])
+            multiple_iou(box, gt_b.astype(np.float64))
+    return len(ids) / (time.perf_counter() - start)
+
+
+def run_cli(meta: Path, heat: Path, thresholds: int, cache: Path, out: Path) -> float:
+    """Wall seconds of one ``python -m infocam_exp.evaluate`` process (numba cache ``cache``)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    cmd = [
+        sys.executable, "-m", "infocam_exp.evaluate", "--metadata", str(meta), "--heatmaps",
+        str(heat), "--thresholds", str(thresholds), "--json", str(out),
+    ]
+    start = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+    return wall
+
+
+def whole_process(args: argparse.Namespace) -> None:
+    """The ``--whole-process`` mode (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="bench_box_eval_") as tmp:
+        root = Path(tmp)
+        data = Path(args.data) if args.data else root
+        meta, heat = data / "metadata", data / "heatmaps"
+        if not (meta / "localization.txt").is_file():
+            start = time.perf_counter()
+            maps, gt = mixed_maps(args.maps, args.size, args.seed)
+            write_split(data, maps, gt, args.seed)
+            del maps
+            log.info("wrote %d maps and metadata to %s in %.1f s (not timed below)", args.maps,
+                     data, time.perf_counter() - start)
+        else:
+            log.info("reusing the maps in %s", data)
+        results = []
+        for rep in range(args.repeats):
+            log.info("load average %.2f %.2f %.2f", *os.getloadavg())
+            cache = root / f"numba_cache_{rep}"
+            cold = run_cli(meta, heat, args.thresholds, cache, root / "cold.json")
+            warm = run_cli(meta, heat, args.thresholds, cache, root / "warm.json")
+            ref = wsolevaluation_v1_rate(meta, heat, args.opencv_maps, args.thresholds)
+            same = (root / "cold.json").read_text() == (root / "warm.json").read_text()
+            results.append((cold, warm, ref))
+            log.info(
+                "run %d: CLI (V1 + V2) cold %.1f s = %.1f maps/s (%.0fx), warm %.1f s = %.1f "
+                "maps/s (%.0fx); wsolevaluation V1 loop %.3f maps/s (%d maps); cold and warm "
+                "reports %s",
+                rep, cold, args.maps / cold, args.maps / cold / ref, warm, args.maps / warm,
+                args.maps / warm / ref, ref, args.opencv_maps,
+                "identical" if same else "DIFFER",
+            )
+            if not same:
+                raise SystemExit("cold and warm runs wrote different reports")
+        report = json.loads((root / "warm.json").read_text())
+        log.info("metrics: %s", {k: round(v, 4) for k, v in report["metrics"].items()})
+    log.info("load average after: %.2f %.2f %.2f", *os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--maps", type=int, default=200, help="maps for the compiled path")
+    parser.add_argument(
+        "--maps", type=int, default=None, help="maps for the compiled path (200; 3000 with "
+        "--whole-process)"
+    )
     parser.add_argument("--torch-maps", type=int, default=40, help="maps for the torch sweep")
-    parser.add_argument("--opencv-maps", type=int, default=8, help="maps for the OpenCV loop")
+    parser.add_argument(
+        "--opencv-maps", type=int, default=None, help="maps for the OpenCV loop (8; 30 with "
+        "--whole-process)"
+    )
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--thresholds", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument(
+        "--thresholds", type=int, nargs="+", default=None, help="(100 1000; 1000 with "
+        "--whole-process)"
+    )
     parser.add_argument("--kinds", nargs="+", default=["smooth", "noisy"])
     parser.add_argument("--device", default="cpu", help="device of the torch sweep")
     parser.add_argument(
@@ -145,9 +305,33 @@ def main() -> None:
         "core); the OpenCV loop is single-threaded as in wsolevaluation",
     )
     parser.add_argument("--compile-time", action="store_true")
+    parser.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="time the evaluate CLI as a subprocess (cold and warm numba cache) against "
+        "wsolevaluation's per-image V1 loop; --maps maps (default 3000), --thresholds N (1000)",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="--whole-process runs")
+    parser.add_argument(
+        "--data", help="--whole-process: keep the generated maps here and reuse them next time"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.whole_process:
+        args.maps = 3000 if args.maps is None else args.maps
+        args.opencv_maps = 30 if args.opencv_maps is None else args.opencv_maps
+        args.thresholds = 1000 if args.thresholds is None else args.thresholds[0]
+        log.info(
+            "whole process: %d maps of %d x %d, %d thresholds, V1 + V2; %d CPUs; uptime: %s",
+            args.maps, args.size, args.size, args.thresholds, os.cpu_count(),
+            subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        )
+        whole_process(args)
+        return
+    args.maps = 200 if args.maps is None else args.maps
+    args.opencv_maps = 8 if args.opencv_maps is None else args.opencv_maps
+    args.thresholds = [100, 1000] if args.thresholds is None else args.thresholds
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

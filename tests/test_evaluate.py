@@ -173,3 +173,28 @@ def test_load_metadata_groups_multiple_boxes(split):
     assert parsed.image_ids == ids
     assert len(parsed.boxes[ids[1]]) == 2
     assert parsed.image_sizes[ids[1]] == (224, 112)
+
+
+def test_cpu_evaluation_needs_no_torch_sweep_and_the_torch_backend_agrees(split, monkeypatch):
+    import infocam_exp.metrics.boxes as boxes_mod
+
+    meta, heat, *_ = split
+
+    def boom(*_args, **_kwargs):
+        raise AssertionError("the torch sweep ran")
+
+    with monkeypatch.context() as patch:
+        for name in ("sweep_levels", "threshold_ious"):
+            patch.setattr(boxes_mod, name, boom)
+        auto = evaluate(meta, heat, thresholds=100, progress=False, workers=2)
+        compiled = evaluate(meta, heat, thresholds=100, progress=False, backend="compiled")
+        with pytest.raises(AssertionError, match="torch sweep ran"):
+            evaluate(meta, heat, thresholds=100, progress=False, backend="torch")
+    by_torch = evaluate(meta, heat, thresholds=100, progress=False, backend="torch")
+    assert auto == compiled
+    assert by_torch["metrics"] == auto["metrics"] and by_torch["curves"] == auto["curves"]
+
+
+def test_warm_up_reports_the_cache_folder(capsys):
+    assert main(["--warm-up"]) == 0
+    assert "numba cache:" in capsys.readouterr().out

@@ -5,9 +5,12 @@ the pixels entering in decreasing uint8 value (8-connected), each region carryin
 box and its contour area (in half units, from the 2x2-window rule), read at every needed cut; a
 second, rising sweep over the background (4-connected) gives the hole-border boxes, run only on
 maps whose Euler numbers show a hole at some needed cut. At cuts with holes, the largest region
-is chosen by its hole-filled (OpenCV outer-contour) area, see :func:`_filled_largest`. Maps are independent, so the batch is
-split over numba's threads (``prange``). Compiled code is cached on disk (``cache=True``): the
-first call in a fresh environment compiles for some seconds, later processes load the cache.
+is chosen by its hole-filled (OpenCV outer-contour) area, see :func:`_filled_largest`. Maps are
+independent: the kernel releases the GIL (``nogil``), so Python threads split a batch (one
+compiled signature, no ``parallel=True``: numba's parallel pass and its thread pool cost compile
+time and add nothing here). Compiled code is cached on disk (``cache=True``, see
+:mod:`infocam_exp.metrics._numba_cache`): the first call in a fresh environment compiles, later
+processes load the cache.
 
 Everything here works on plain numpy arrays; :func:`infocam_exp.metrics.boxes.batched_threshold_ious`
 is the public entry point.
@@ -15,8 +18,54 @@ is the public entry point.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
-from numba import njit, prange
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def fallback_cache_dir(
+    env: dict[str, str] | None = None, package_dir: Path | None = None, writable=_writable
+) -> Path | None:
+    """Where the compiled code must be cached when numba's own choices fail, else None.
+
+    numba tries, in order: ``NUMBA_CACHE_DIR``; ``__pycache__`` next to this file (an editable
+    install, or a site-packages the user may write); the user cache dir
+    (``~/.cache/numba``, ``$XDG_CACHE_HOME``). When none is writable (a read-only install with a
+    read-only home, as in some containers) numba does not cache at all and every process compiles
+    again; then we cache under the temp dir, one folder per user.
+    """
+    env = os.environ if env is None else env
+    if env.get("NUMBA_CACHE_DIR"):
+        return None
+    here = Path(__file__).resolve().parent if package_dir is None else package_dir
+    if writable(here / "__pycache__"):
+        return None
+    home = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if writable(Path(home) / "numba"):
+        return None
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"numba-cache-{uid}"
+
+
+_FALLBACK = fallback_cache_dir()
+if _FALLBACK is not None:  # before the decorators below: they pick the cache folder
+    import numba.core.config
+
+    numba.core.config.CACHE_DIR = str(_FALLBACK)
+
+from numba import njit  # noqa: E402
 
 _NUM_LEVELS = 256
 
@@ -74,7 +123,7 @@ def _sort_by_value(flat):
     for v in range(_NUM_LEVELS):
         start[v + 1] += start[v]
     fill = start[:_NUM_LEVELS].copy()
-    order = np.empty(n, np.int32)
+    order = np.empty(n, np.int64)  # int64 like every other index: one signature per helper
     for p in range(n):
         v = flat[p]
         order[fill[v]] = p
@@ -214,7 +263,8 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
     needed = np.zeros(_NUM_LEVELS, np.bool_)
     for i in range(cuts.shape[0]):
         needed[cuts[i]] = True
-    empty_iou = _best_iou(0, 0, 0, 0, gt, gvalid)
+    zero = np.int64(height * 0)  # not a literal: literals would compile a second signature
+    empty_iou = _best_iou(zero, zero, zero, zero, gt, gvalid)
     lvl_largest = np.full(_NUM_LEVELS, empty_iou)
     lvl_any = np.full(_NUM_LEVELS, empty_iou)
     regions_at = np.zeros(_NUM_LEVELS, np.int64)
@@ -227,10 +277,10 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
     border = np.empty(n, np.bool_)
     acc = np.empty(n, np.int64)
     parent = np.empty(n, np.int32)
-    x0 = np.empty(n, np.int32)
-    y0 = np.empty(n, np.int32)
-    x1 = np.empty(n, np.int32)
-    y1 = np.empty(n, np.int32)
+    x0 = np.empty(n, np.int64)
+    y0 = np.empty(n, np.int64)
+    x1 = np.empty(n, np.int64)
+    y1 = np.empty(n, np.int64)
     area2 = np.zeros(n, np.int64)  # contour area in half units
     inside = np.zeros(n, np.bool_)
     dirty = np.zeros(n, np.bool_)
@@ -271,6 +321,8 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
                     q = qy * width + qx
                     if not inside[q]:
                         continue
+                    # The union step is written out here and in the 4-connected background sweep:
+                    # one shared helper measured 10-20% slower (docs/evaluator_speed.md).
                     rb = _find(parent, q)
                     if ra == rb:
                         continue
@@ -458,67 +510,30 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
             out_boxes[i] = lvl_box[cuts[i]]
 
 
-@njit(cache=True, parallel=True)
-def _batch_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
-    for b in prange(u8.shape[0]):
-        _map_ious(
-            u8[b], cuts[b], gt[b], gvalid[b], want_any, want_boxes,
-            out_largest[b], out_any[b], out_boxes[b],
-        )
-
-
-@njit(cache=True, nogil=True)
-def _batch_ious_serial(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
-    for b in range(u8.shape[0]):
-        _map_ious(
-            u8[b], cuts[b], gt[b], gvalid[b], want_any, want_boxes,
-            out_largest[b], out_any[b], out_boxes[b],
-        )
-
-
-@njit(cache=True, nogil=True)
-def _map_to_uint8(m, out):
-    """wsolevaluation's min-max normalisation and ``trunc(x * 255)`` in the map's own dtype.
-
-    The same IEEE operations in the same order as ``boxes.scoremaps_to_uint8`` (subtract the
-    minimum, divide by the maximum of the result, multiply by 255), so the bytes are identical.
-    """
-    height, width = m.shape
-    lo = m[0, 0]
-    for y in range(height):
-        for x in range(width):
-            v = m[y, x]
-            if np.isnan(v):
-                out[:, :] = 0
-                return
-            if v < lo:
-                lo = v
-    span = m[0, 0] - lo
-    for y in range(height):
-        for x in range(width):
-            d = m[y, x] - lo
-            if d > span:
-                span = d
-    if span == 0:
-        out[:, :] = 0
-        return
-    scale = np.float32(255.0)
-    for y in range(height):
-        for x in range(width):
-            out[y, x] = np.uint8(((m[y, x] - lo) / span) * scale)
-
-
-@njit(cache=True, parallel=True)
-def _batch_to_uint8(maps, out):
-    for b in prange(maps.shape[0]):
-        _map_to_uint8(maps[b], out[b])
-
-
 def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
-    """``(B, H, W)`` float32/float64 maps, min-max normalised, to uint8, in parallel."""
-    out = np.empty(maps.shape, np.uint8)
-    if maps.size:
-        _batch_to_uint8(np.ascontiguousarray(maps), out)
+    """``(B, H, W)`` float maps, min-max normalised, to uint8 (wsolevaluation's procedure).
+
+    numpy in the maps' own dtype, ``m -= m.min(); m /= m.max(); trunc(m * 255)``, so the bytes
+    equal those of ``boxes.scoremaps_to_uint8`` and of a per-image numpy loop; a map with a NaN or
+    a constant map gives zeros. numpy releases the GIL here, so threads normalise in parallel.
+    """
+    if maps.ndim != 3:
+        raise ValueError(f"maps must have shape (B, H, W), got {maps.shape}")
+    x = maps if maps.dtype in (np.float32, np.float64) else maps.astype(np.float32)
+    out = np.zeros(x.shape, np.uint8)
+    if x.size == 0:
+        return out
+    flat = x.reshape(x.shape[0], -1)
+    lo = flat.min(axis=1)  # NaN where the map has a NaN
+    shifted = flat - lo[:, None]
+    span = shifted.max(axis=1)
+    good = np.isfinite(span) & (span > 0)
+    if good.all():
+        shifted /= span[:, None]
+        shifted *= x.dtype.type(255)
+        return shifted.astype(np.uint8).reshape(x.shape)
+    for b in np.flatnonzero(good):
+        out[b] = ((shifted[b] / span[b]) * x.dtype.type(255)).astype(np.uint8).reshape(x.shape[1:])
     return out
 
 
@@ -529,7 +544,7 @@ def compiled_threshold_ious(
     gvalid: np.ndarray,
     want_any: bool = True,
     want_boxes: bool = False,
-    parallel: bool = True,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Per-map, per-cut best IoUs of the largest region and (``want_any``) of every contour.
 
@@ -540,13 +555,12 @@ def compiled_threshold_ious(
         gvalid: ``(B, G)`` bool, False on padding rows.
         want_any: also compute MaxBoxAccV2's all-contour IoU (else the second output is zeros).
         want_boxes: also return the largest region's boxes.
-        parallel: split the maps over numba's threads; False runs them in the calling thread
-            (safe to call from several Python threads at once).
+        threads: Python threads the maps are split over (the kernel releases the GIL); 1 runs
+            them in the calling thread. Safe to call from several threads at once.
 
     Returns:
         ``(iou_largest, iou_any, boxes)``: ``(B, T)`` float64 each, and ``(B, T, 4)`` int64
-        ``[x0, y0, x1, y1]`` boxes (None without ``want_boxes``). Runs on numba's current thread
-        count (``numba.set_num_threads``).
+        ``[x0, y0, x1, y1]`` boxes (None without ``want_boxes``).
     """
     batch, num = cuts.shape
     out_largest = np.zeros((batch, num), np.float64)
@@ -554,16 +568,54 @@ def compiled_threshold_ious(
     out_boxes = np.zeros((batch, num if want_boxes else 0, 4), np.int64)
     if batch == 0 or num == 0 or u8.shape[1] * u8.shape[2] == 0:
         return out_largest, out_any, (out_boxes if want_boxes else None)
-    kernel = _batch_ious if parallel else _batch_ious_serial
-    kernel(
+    args = (
         np.ascontiguousarray(u8),
         np.ascontiguousarray(cuts, dtype=np.int64),
         np.ascontiguousarray(gt, dtype=np.float64),
         np.ascontiguousarray(gvalid, dtype=np.bool_),
-        bool(want_any),
-        bool(want_boxes),
-        out_largest,
-        out_any,
-        out_boxes,
     )
+    flags = (bool(want_any), bool(want_boxes))
+    outs = (out_largest, out_any, out_boxes)
+
+    def run(sl: slice) -> None:
+        # One compiled entry point, called per map: a compiled batch loop around it would be a
+        # second kernel to compile (seconds) for a dispatch cost of microseconds per map.
+        for b in range(sl.start, min(sl.stop, batch)):
+            _map_ious(*(a[b] for a in args), *flags, *(o[b] for o in outs))
+
+    threads = max(1, min(int(threads), batch))
+    if threads == 1:
+        run(slice(0, batch))
+    else:
+        # Small slices taken in turn balance cheap (smooth) and costly (noisy) maps.
+        step = max(1, min(8, batch // (4 * threads)))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(run, [slice(i, i + step) for i in range(0, batch, step)]))
     return out_largest, out_any, (out_boxes if want_boxes else None)
+
+
+def cache_dir() -> str:
+    """The folder numba caches this module's compiled code in."""
+    return str(_map_ious._cache._cache_path)
+
+
+def warm_up() -> float:
+    """Compile (or load from the cache) the sweep's one signature; returns the seconds it took.
+
+    ``make setup`` calls it (``python -m infocam_exp.evaluate --warm-up``), so the first real
+    evaluation in a new environment loads the cache instead of compiling.
+    """
+    import time
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, size=(1, 8, 8), dtype=np.uint8)
+    compiled_threshold_ious(
+        u8,
+        np.arange(4, dtype=np.int64)[None, :],
+        np.array([[[1.0, 1.0, 5.0, 5.0]]]),
+        np.ones((1, 1), np.bool_),
+        want_any=True,
+        want_boxes=True,
+    )
+    return time.perf_counter() - start

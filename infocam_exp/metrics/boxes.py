@@ -612,7 +612,7 @@ def _compiled_largest_boxes(u8: Tensor, levels: Tensor) -> Tensor:
         torch.zeros(batch, 0, dtype=torch.bool).numpy(),
         want_any=False,
         want_boxes=True,
-        parallel=False,  # may run inside the torch sweep's worker threads
+        threads=1,  # may run inside the torch sweep's worker threads
     )
     return torch.from_numpy(boxes)
 
@@ -710,9 +710,8 @@ def _compiled_ious(
     threads: int,
     want_any: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """The compiled CPU sweep (numba, parallel over maps); same results as :func:`threshold_ious`."""
-    import numba
-
+    """The compiled CPU sweep (numba, maps split over threads); same results as
+    :func:`threshold_ious`."""
     from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious, maps_to_uint8
 
     if maps.ndim != 3:
@@ -723,20 +722,15 @@ def _compiled_ious(
     if gt_valid is None:
         gt_valid = (gt >= 0).all(dim=-1)
     valid = gt_valid.detach().to(device="cpu", dtype=torch.bool)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        host = maps.detach().cpu()
-        if normalize and maps.ndim == 3 and host.dtype in (torch.float32, torch.float64):
-            u8 = torch.from_numpy(maps_to_uint8(host.numpy()))
-        else:
-            u8 = scoremaps_to_uint8(host, normalize=normalize)
-        cuts = threshold_cuts(u8, thresholds)
-        largest, best_any, _ = compiled_threshold_ious(
-            u8.numpy(), cuts.numpy(), gt.numpy(), valid.numpy(), want_any=want_any
-        )
-    finally:
-        numba.set_num_threads(previous)
+    host = maps.detach().cpu()
+    if normalize and host.dtype in (torch.float32, torch.float64):
+        u8 = torch.from_numpy(maps_to_uint8(host.numpy()))
+    else:
+        u8 = scoremaps_to_uint8(host, normalize=normalize)
+    cuts = threshold_cuts(u8, thresholds)
+    largest, best_any, _ = compiled_threshold_ious(
+        u8.numpy(), cuts.numpy(), gt.numpy(), valid.numpy(), want_any=want_any, threads=threads
+    )
     return torch.from_numpy(largest), torch.from_numpy(best_any)
 
 
@@ -776,7 +770,8 @@ def batched_threshold_ious(
         maps, gt_boxes, thresholds, gt_valid, normalize: as in :func:`threshold_ious`.
         max_pixels_per_chunk: torch sweep only: at most this many map pixels per sweep (about
             40 bytes each live); None: 2**21 on a CPU, 2**24 on a GPU.
-        workers: CPU threads (compiled: numba threads over maps; torch: parallel chunk sweeps);
+        workers: CPU threads (compiled: Python threads over maps, the kernel releases the GIL;
+            torch: parallel chunk sweeps);
             None: ``torch.get_num_threads()``. Sweeps on a GPU run one by one.
         backend: ``"auto"``, ``"compiled"`` (CPU maps only) or ``"torch"``.
 
