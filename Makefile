@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## Create .venv, install the project (editable) with its dev tools, compile the box sweep
 
-run: setup  ## Run the main job on its embedded default (synthetic MI, one setting, < 1 min)
+run: setup  ## Run the main job on its embedded default (synthetic MI, one setting, about 20 s)
 	$(PY) -m infocam_exp
 
 test: setup  ## Run the test suite (fast and slow tests; GPU tests are skipped without a GPU)
@@ -49,12 +49,12 @@ TABLE_wsol-cub := wsol_cub
 TABLE_wsol-tiny := wsol_tiny
 TABLES := $(patsubst TABLE_%,table-%,$(filter TABLE_%,$(.VARIABLES)))
 
-table-mi: ## Synthetic MI grid (48 jobs, ~ minutes on 2 CPU cores)
+table-mi: ## Synthetic MI grid (48 jobs, about 6 min on 2 CPU cores)
 table-mi-bench: ## MI-estimator benchmark: 5 tasks x 2 sizes x 7 estimators x 3 seeds (210 jobs)
-table-mnist: ## PC-softmax vs CE on imbalanced MNIST / Fashion-MNIST (18 jobs)
+table-mnist: ## PC-softmax vs CE on imbalanced MNIST / Fashion-MNIST (18 jobs, about 1.5 min each on 2 CPU cores)
 table-cifar-lt: ## Long-tailed CIFAR-10/100, ResNet-32 (18 GPU jobs)
 table-cub-pc: ## CUB-200-2011 classification, Inception-V3 (18 jobs)
-table-wsol-synthetic: ## CAM vs infoCAM on the embedded WSOL benchmark (3 seeds + window ablation)
+table-wsol-synthetic: ## CAM vs infoCAM on the embedded WSOL benchmark (6 jobs, about 5.5 min each on 2 CPU cores)
 table-wsol-cub: ## WSOL on CUB-200-2011: 4 backbones x CAM/infoCAM (GPU jobs)
 table-wsol-tiny: ## WSOL on Tiny-ImageNet: 4 backbones x CAM/infoCAM (GPU jobs)
 $(TABLES): table-%: setup
