@@ -13,8 +13,9 @@ metrics dict for the run's single ``metrics.json``:
 - per estimator E: ``test/E/mi_estimate``, ``test/E/mi_gap`` (estimate - truth),
   ``test/E/mi_estimate_se``, ``test/E/paired_gap`` (for estimators with point-wise terms: mean of
   the terms minus mean true point-wise MI over the samples that were scored, paired sample by
-  sample), ``test/E/num_samples`` (samples scored), ``test/E/steps``, ``test/E/lr``,
-  ``test/E/folds``, ``test/E/protocol`` (crossfit or split), ``test/E/cpu_s`` and ``test/E/wall_s``,
+  sample), ``test/E/num_samples`` (samples scored), ``test/E/steps`` (the chosen weights' step,
+  mean over folds), ``test/E/steps_trained``, ``test/E/lr`` (mean over folds) and
+  ``test/E/lr_chosen`` (per fold), ``test/E/early_stopped`` (share of folds), ``test/E/folds``, ``test/E/protocol`` (crossfit or split), ``test/E/cpu_s`` and ``test/E/wall_s``,
   every ``extra`` value as ``test/E/<name>``, and ``test/E/error`` when the estimator raised (its
   estimate is then NaN and the table counts that seed as failed for E only).
 
@@ -39,7 +40,7 @@ from infocam_exp.metrics.mi_truth import entropy
 log = logging.getLogger(__name__)
 
 #: info keys of an EstimateResult copied to the record as numbers
-_INFO_NUMBERS = ("steps", "lr", "folds", "samples_scored")
+_INFO_NUMBERS = ("steps", "steps_trained", "lr", "folds", "samples_scored")
 
 
 def estimator_list(cfg: DictConfig) -> list[str]:
@@ -56,10 +57,8 @@ def estimator_list(cfg: DictConfig) -> list[str]:
 
 
 def _registry() -> Any:
-    try:
-        from infocam_exp.estimators import registry
-    except ImportError:  # TEMPORARY until the estimator library lands
-        from infocam_exp import _mi_adapter as registry
+    from infocam_exp.estimators import registry
+
     return registry
 
 
@@ -97,8 +96,15 @@ def estimator_metrics(name: str, result: Any, truth: float, pmi: np.ndarray) -> 
         out[p + "mi_estimate_se"] = _finite_or_nan(result.se)
     info = dict(result.info or {})
     for key in _INFO_NUMBERS:
-        if isinstance(info.get(key), int | float) and not isinstance(info.get(key), bool):
-            out[p + ("num_samples" if key == "samples_scored" else key)] = float(info[key])
+        v = info.get(key)
+        if isinstance(v, list | tuple) and v and all(isinstance(u, int | float) for u in v):
+            v = float(np.mean(v))  # one value per fold (steps, lr): their mean
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[p + ("num_samples" if key == "samples_scored" else key)] = float(v)
+    if isinstance(info.get("lr"), list | tuple):
+        out[p + "lr_chosen"] = "/".join(f"{v:g}" for v in info["lr"])
+    if isinstance(info.get("early_stopped"), list | tuple) and info["early_stopped"]:
+        out[p + "early_stopped"] = float(np.mean(info["early_stopped"]))
     if "protocol" in info:
         out[p + "protocol"] = str(info["protocol"])
     for key, v in (result.extra or {}).items():
