@@ -250,7 +250,7 @@ def plot_heatmap(rows: Sequence[list[Cell]], estimators: Sequence[str], path: Pa
                 text[i][j] = f"{ratio[i, j]:.2f}"
             else:
                 text[i][j] = f"{c.mean:+.2f}n"  # truth ~0: the estimate in nats
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(estimators), 0.9 + 0.42 * len(tasks)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 3.5 + 0.8 * len(estimators)), max(3.0, 1.4 + 0.45 * len(tasks))))
     im = ax.imshow(np.clip(ratio, 0.0, 2.0), cmap="RdBu_r", vmin=0.0, vmax=2.0, aspect="auto")
     for i in range(len(tasks)):
         for j in range(len(estimators)):
@@ -259,7 +259,7 @@ def plot_heatmap(rows: Sequence[list[Cell]], estimators: Sequence[str], path: Pa
     ax.set_yticks(range(len(tasks)), [f"{t} (N={largest[t][0].n}, I={largest[t][0].truth:.2f})" for t in tasks])
     ax.set_xlabel("estimator")
     ax.set_ylabel("task (samples N, true I(X;Y) in nats)")
-    ax.set_title("mean estimate / true MI (1 = unbiased; 'n': estimate in nats where the truth is 0)")
+    ax.set_title("mean estimate / true MI at each task's largest N (1 = unbiased;\n'n': the estimate in nats where the truth is ~0)", fontsize=9)
     fig.colorbar(im, ax=ax, label="estimate / truth (clipped to [0, 2])")
     fig.tight_layout()
     save_figure(fig, path)
