@@ -339,8 +339,9 @@ def write_benchmark_table(cfg: DictConfig, table_id: str) -> int:
     md.extend(missing_and_duplicates(rows))
     write_text_atomic(out_dir / f"{table_id}.md", "\n".join(md) + "\n")
     write_text_atomic(out_dir / f"{table_id}.csv", to_csv(csv_rows(table)))
-    plot_heatmap(table, estimators, out_dir / f"{table_id}_heatmap.png")
-    plot_scaling(table, estimators, out_dir / f"{table_id}_scaling.png")
+    ran = [cells for cells in table if any(c.errors.size for c in cells)]  # rows with results
+    plot_heatmap(ran, estimators, out_dir / f"{table_id}_heatmap.png")
+    plot_scaling(ran, estimators, out_dir / f"{table_id}_scaling.png")
     print("\n".join(md))
     print(f"\nWrote {out_dir / (table_id + '.md')}, .csv, _heatmap.png and _scaling.png")
     return missing
