@@ -111,3 +111,20 @@ def test_entry_point_writes_the_record(tmp_path):
     assert rec["git_sha"] and rec["config_hash"] and rec["versions"]["numpy"]
     m = rec["metrics"]
     assert 0 < m["test/mi_true_se"] < 0.002 and m["test/knn3/num_samples"] == m["test/gcmi/num_samples"] == 400
+
+
+def test_grid_sizes_and_the_cluster_launcher_compose():
+    """The job counts docs/mi_benchmark.md states: 140 (default, 8 estimators, >= 10 seeds) and
+    1,440 (the larger grid, all 13 variants, through the submitit SLURM launcher)."""
+    from omegaconf import OmegaConf
+
+    from infocam_exp.tables.aggregate import expand_grid
+
+    default = compose_cfg("+table=mi_benchmark", hydra_cfg=True)
+    grid = expand_grid(OmegaConf.to_container(default.hydra.sweeper.params, resolve=True))
+    assert len(grid) == 140 and len(default.estimators) == 8
+    assert len({job["seed"] for job in grid}) >= 10
+    full = compose_cfg("+table=mi_benchmark_full", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", hydra_cfg=True)
+    assert "submitit" in full.hydra.launcher._target_
+    assert len(expand_grid(OmegaConf.to_container(full.hydra.sweeper.params, resolve=True))) == 1440
+    assert len(full.estimators) == 13
