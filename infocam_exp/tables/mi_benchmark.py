@@ -10,7 +10,8 @@ job completed and whose estimate for that estimator is finite:
   table is reproducible); the resampled seeds are the same for every estimator of a row (paired:
   all estimators saw the same data);
 - bold: the smallest RMSE of the row, only when the 95% paired-bootstrap interval of
-  RMSE(best) - RMSE(second best) lies below 0 (the ranking is not a draw of luck);
+  RMSE(best) - RMSE(second best) lies below 0 (the ranking is not a draw of luck) and the two
+  share at least ``MIN_SEEDS_BOLD`` seeds;
 - paired gap: mean over seeds of ``test/<E>/paired_gap`` (estimate - the scored samples' own
   Monte Carlo truth), for estimators with point-wise terms;
 - steps, protocol, CPU s: mean ``test/<E>/steps``, the protocol(s), mean ``test/<E>/cpu_s``.
@@ -43,6 +44,8 @@ from infocam_exp.tables.aggregate import (
 
 ROW_KEYS = ("data", "data.num_samples")
 BOOTSTRAP = 2000
+#: a row is ranked (bold) only with at least this many seeds
+MIN_SEEDS_BOLD = 5
 #: truth below this (nats) has no meaningful ratio estimate / truth in the heatmap
 RATIO_MIN_TRUTH = 0.05
 
@@ -159,7 +162,8 @@ def _intervals(cells: list[Cell]) -> None:
     ranked = sorted((c for c in cells if math.isfinite(c.rmse)), key=lambda c: c.rmse)
     if len(ranked) >= 2:
         best, second = ranked[0], ranked[1]
-        if best.seeds == second.seeds and best.estimator in boot_rmse and second.estimator in boot_rmse:
+        if (best.seeds == second.seeds and len(best.seeds) >= MIN_SEEDS_BOLD
+                and best.estimator in boot_rmse and second.estimator in boot_rmse):
             hi = np.percentile(boot_rmse[best.estimator] - boot_rmse[second.estimator], 97.5)
             best.bold = bool(hi < 0)
 
