@@ -90,11 +90,10 @@ def train_loss(name: str, g: torch.Tensor, y: torch.Tensor, log_prior: torch.Ten
         cur = lme.detach()
         a = state["ema_rate"]
         log_ema = state.get("log_ema")
-        if log_ema is None:
+        if log_ema is None or a == 1:
             log_ema = cur
-        else:  # NaN marks a member that has not taken a step yet
-            upd = torch.logaddexp(log_ema + math.log1p(-a), cur + math.log(a)) if a < 1 else cur
-            log_ema = torch.where(torch.isnan(log_ema), cur, upd)
+        else:
+            log_ema = torch.logaddexp(log_ema + math.log1p(-a), cur + math.log(a))
         state["log_ema"] = log_ema
         return -(joint.mean(-1) - torch.exp(lme - log_ema))
     raise ValueError(f"unknown objective {name!r}; expected one of {', '.join(OBJECTIVES)}")
