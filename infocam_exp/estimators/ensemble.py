@@ -88,7 +88,7 @@ def forward(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     for i in range(0, len(params), 2):
         h = torch.baddbmm(params[i + 1].unsqueeze(1), h, params[i])
         if i // 2 < last:
-            h = torch.relu(h)
+            h = torch.relu_(h)
     return h
 
 
@@ -99,7 +99,7 @@ def forward_one(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor
     for i in range(0, len(params), 2):
         h = torch.addmm(params[i + 1], h, params[i])
         if i // 2 < last:
-            h = torch.relu(h)
+            h = torch.relu_(h)
     return h
 
 
