@@ -130,3 +130,26 @@ def test_bad_input_names_the_problem():
         estimate_mi("classifier", x, y, 3, seed=0, prior=np.ones(2))
     with pytest.raises(TypeError, match="takes no options"):
         estimate_mi("knn3", x, y, 3, seed=0, max_steps=3)
+
+
+def test_lda_monte_carlo_path_agrees_with_quadrature_for_many_classes():
+    # 60 classes: beyond the quadrature's class limit, so gaussian_lda uses its chunked Monte Carlo;
+    # on collinear means in 2-D it must agree with the 1-D quadrature of the same mixture
+    from infocam_exp.estimators.gaussian import _mixture_mi_monte_carlo, gaussian_lda_mi
+    from infocam_exp.metrics.mi_truth import mi_1d_quadrature
+
+    t = np.linspace(-6, 6, 60)
+    prior = np.linspace(1, 2, 60) / np.linspace(1, 2, 60).sum()
+    direction = np.array([0.6, 0.8])
+    value, se = _mixture_mi_monte_carlo(t[:, None] * direction, prior, 200_000, seed=0)
+    exact = mi_1d_quadrature(t, prior)
+    assert 0 < se < 0.005 and value == pytest.approx(exact, abs=4 * se)
+    y = np.repeat(np.arange(60), 20)
+    x = 0.5 * y[:, None] * direction + np.random.default_rng(6).standard_normal((1200, 2))
+    assert gaussian_lda_mi(x, y, mc_samples=20_000)[2] == "monte_carlo"
+
+
+def test_qda_names_too_small_classes():
+    small = np.r_[np.zeros(4, int), np.ones(40, int)]
+    with pytest.raises(ValueError, match="use gaussian_lda"):
+        estimate_mi("gaussian_qda", np.random.default_rng(0).standard_normal((44, 5)), small, 2, seed=0)
