@@ -60,7 +60,7 @@ class TrainConfig:
     max_steps: int = 2000
     batch_size: int = 256
     eval_every: int = 25
-    patience: int = 8
+    patience: int = 6
     hidden: tuple[int, ...] = (100, 100, 100)
 
     def __post_init__(self) -> None:
@@ -88,7 +88,7 @@ def forward(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     for i in range(0, len(params), 2):
         h = torch.baddbmm(params[i + 1].unsqueeze(1), h, params[i])
         if i // 2 < last:
-            h = torch.relu(h)
+            h = torch.relu_(h)
     return h
 
 
@@ -99,7 +99,7 @@ def forward_one(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor
     for i in range(0, len(params), 2):
         h = torch.addmm(params[i + 1], h, params[i])
         if i // 2 < last:
-            h = torch.relu(h)
+            h = torch.relu_(h)
     return h
 
 
@@ -138,12 +138,14 @@ def train_members(
         x: (N, d) float32 inputs; y: (N,) int64 labels.
         members: the networks to train (indices into x, y).
         num_outputs: K, the width of the last layer.
-        loss_fn: (outputs (A, B, K), labels (A, B), state) -> (A,) losses of the A active members;
-            ``state`` holds per-member tensors (first dimension A) the loss may read and replace.
+        loss_fn: (outputs (A, B, K), labels (A, B), state) -> (A,) losses of the A active members
+            of a group; ``state`` is the group's dict, whose tensors (first dimension A, one entry
+            per member) the loss may set and replace.
         val_fn: (one member's params, its index in ``members``) -> its validation objective on its
             ``val_idx``, higher is better.
         config: budget, batch size, early-stopping rule, widths.
-        state: initial loss state (e.g. {"ema_rate": 0.05}); tensors in it are per member.
+        state: initial loss state (e.g. {"ema_rate": 0.05}), copied to every group; it must hold
+            no tensors (the loss adds its per-member tensors itself).
     """
     if not members:
         raise ValueError("train_members needs at least one member")
@@ -151,8 +153,6 @@ def train_members(
     m_all = len(members)
     init = [init_params(widths, mb.seed) for mb in members]
     params = [torch.stack([p[j] for p in init]) for j in range(len(init[0]))]
-    exp_avg = [torch.zeros_like(p) for p in params]
-    exp_sq = [torch.zeros_like(p) for p in params]
     lrs = torch.tensor([mb.lr for mb in members], dtype=x.dtype)
     streams = []
     for mb in members:
@@ -162,7 +162,6 @@ def train_members(
                 "each needs >= 2: use more samples or fewer folds"
             )
         streams.append(_Batches(mb.train_idx, min(config.batch_size, len(mb.train_idx)), mb.seed + 7919))
-    loss_state = dict(state or {})
 
     best = [[p[i].clone() for p in params] for i in range(m_all)]
     best_value = [val_fn(best[i], i) for i in range(m_all)]
@@ -170,59 +169,70 @@ def train_members(
     history = [[(0, best_value[i])] for i in range(m_all)]
     stale = [0] * m_all
     stopped_at: list[int | None] = [None] * m_all
-    active = list(range(m_all))
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-
-    # members with unequal batch sizes cannot share one bmm: group them by batch size
-    def groups(act: list[int]) -> list[list[int]]:
-        by: dict[int, list[int]] = {}
-        for i in act:
-            by.setdefault(streams[i].size, []).append(i)
-        return list(by.values())
+    # Members of unequal batch size cannot share one bmm: one group per batch size. Each group
+    # holds its active members' weights, Adam moments and loss state stacked; a member that stops
+    # is dropped from its group (its best snapshot is kept apart).
+    groups = []
+    for size in sorted({s.size for s in streams}):
+        ids = [i for i in range(m_all) if streams[i].size == size]
+        sel = torch.tensor(ids)
+        groups.append({
+            "ids": ids,
+            "params": [p.index_select(0, sel).requires_grad_(True) for p in params],
+            "exp_avg": [torch.zeros_like(p.index_select(0, sel)) for p in params],
+            "exp_sq": [torch.zeros_like(p.index_select(0, sel)) for p in params],
+            "lr": lrs.index_select(0, sel),
+            "state": dict(state or {}),
+        })
+    del params
 
     step = 0
-    while active and step < config.max_steps:
+    while any(grp["ids"] for grp in groups) and step < config.max_steps:
         step += 1
-        for grp in groups(active):
-            sel = torch.tensor(grp)
-            work = [p.index_select(0, sel).requires_grad_(True) for p in params]
-            batch = torch.as_tensor(np.stack([streams[i].next() for i in grp]))
-            sub_state = {k: (v.index_select(0, sel) if torch.is_tensor(v) else v) for k, v in loss_state.items()}
-            loss = loss_fn(forward(work, x[batch]), y[batch], sub_state).sum()
+        # every active member has taken `step` steps (members only ever stop, never start late)
+        c1, c2 = 1 - beta1**step, 1 - beta2**step
+        for grp in groups:
+            if not grp["ids"]:
+                continue
+            work = grp["params"]
+            batch = torch.as_tensor(np.stack([streams[i].next() for i in grp["ids"]]))
+            loss = loss_fn(forward(work, x[batch]), y[batch], grp["state"]).sum()
             grads = torch.autograd.grad(loss, work)
-            for k, v in sub_state.items():  # write back per-member state (MINE's moving average)
-                if torch.is_tensor(v):
-                    full = loss_state.get(k)
-                    if not torch.is_tensor(full):
-                        full = torch.full((m_all,), math.nan, dtype=v.dtype)
-                    full = full.clone()
-                    full[sel] = v.detach()
-                    loss_state[k] = full
-            lr = lrs[sel]
-            # every active member has taken `step` steps (members only ever stop, never start late)
-            c1, c2 = 1 - beta1**step, 1 - beta2**step
             with torch.no_grad():
                 for j, g in enumerate(grads):
-                    m = exp_avg[j][sel].mul_(beta1).add_(g, alpha=1 - beta1)
-                    v = exp_sq[j][sel].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    exp_avg[j][sel] = m
-                    exp_sq[j][sel] = v
+                    m, v = grp["exp_avg"][j], grp["exp_sq"][j]
+                    m.mul_(beta1).add_(g, alpha=1 - beta1)
+                    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                     shape = (-1,) + (1,) * (g.ndim - 1)
-                    upd = (m / c1) / ((v / c2).sqrt() + eps) * lr.view(shape)
-                    params[j][sel] = work[j].detach() - upd
+                    denom = (v / c2).sqrt_().add_(eps)
+                    work[j].addcdiv_(m * (grp["lr"] / c1).view(shape), denom, value=-1.0)
         if step % config.eval_every == 0 or step == config.max_steps:
-            for i in list(active):
-                snap = [p[i] for p in params]
-                value = val_fn(snap, i)
-                history[i].append((step, value))
-                if value > best_value[i]:
-                    best_value[i], best_step[i], stale[i] = value, step, 0
-                    best[i] = [p.clone() for p in snap]
-                else:
-                    stale[i] += 1
+            for grp in groups:
+                keep = []
+                for pos, i in enumerate(grp["ids"]):
+                    snap = [p[pos].detach() for p in grp["params"]]
+                    value = val_fn(snap, i)
+                    history[i].append((step, value))
+                    if value > best_value[i]:
+                        best_value[i], best_step[i], stale[i] = value, step, 0
+                        best[i] = [p.clone() for p in snap]
+                    else:
+                        stale[i] += 1
                     if stale[i] >= config.patience:
                         stopped_at[i] = step
-                        active.remove(i)
+                    else:
+                        keep.append(pos)
+                if len(keep) < len(grp["ids"]):
+                    sel = torch.tensor(keep, dtype=torch.long)
+                    grp["ids"] = [grp["ids"][pos] for pos in keep]
+                    with torch.no_grad():
+                        grp["params"] = [p.index_select(0, sel).requires_grad_(True) for p in grp["params"]]
+                    grp["exp_avg"] = [m.index_select(0, sel) for m in grp["exp_avg"]]
+                    grp["exp_sq"] = [v.index_select(0, sel) for v in grp["exp_sq"]]
+                    grp["lr"] = grp["lr"].index_select(0, sel)
+                    grp["state"] = {k: (v.index_select(0, sel) if torch.is_tensor(v) else v)
+                                    for k, v in grp["state"].items()}
     return [
         MemberResult(
             params=best[i],

@@ -90,11 +90,10 @@ def train_loss(name: str, g: torch.Tensor, y: torch.Tensor, log_prior: torch.Ten
         cur = lme.detach()
         a = state["ema_rate"]
         log_ema = state.get("log_ema")
-        if log_ema is None:
+        if log_ema is None or a == 1:
             log_ema = cur
-        else:  # NaN marks a member that has not taken a step yet
-            upd = torch.logaddexp(log_ema + math.log1p(-a), cur + math.log(a)) if a < 1 else cur
-            log_ema = torch.where(torch.isnan(log_ema), cur, upd)
+        else:
+            log_ema = torch.logaddexp(log_ema + math.log1p(-a), cur + math.log(a))
         state["log_ema"] = log_ema
         return -(joint.mean(-1) - torch.exp(lme - log_ema))
     raise ValueError(f"unknown objective {name!r}; expected one of {', '.join(OBJECTIVES)}")
@@ -117,9 +116,15 @@ def chunks(n: int, size: int, seed: int) -> list[np.ndarray]:
 
 
 def pointwise_scores(
-    g: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor, parts: list[np.ndarray], clip: float = 5.0
+    g: torch.Tensor,
+    y: torch.Tensor,
+    log_prior: torch.Tensor,
+    parts: list[np.ndarray],
+    clip: float = 5.0,
+    forms: tuple[str, ...] = SCORES,
 ) -> dict[str, np.ndarray]:
-    """Per-sample terms of every form in ``SCORES`` (float64 numpy, aligned with the rows of g).
+    """Per-sample terms of the ``forms`` (default every form of ``SCORES``), float64 numpy,
+    aligned with the rows of g.
 
     Args:
         g: (n, K) outputs of one fitted network on held-out samples; y: (n,) labels.
@@ -131,30 +136,32 @@ def pointwise_scores(
     log_prior = log_prior.double()
     n, k = g.shape
     joint = _joint(g, y)
-    q_log = torch.log_softmax(g + log_prior, -1)
-    prior = log_prior.exp()
-    h_y = float(-(prior * log_prior).sum())
-    out = {
-        "pc": (joint - torch.logsumexp(g + log_prior, -1)),
-        "plugin": h_y + (q_log.exp() * q_log).sum(-1),
-        "infonce": torch.empty(n, dtype=g.dtype),
-        "nwj": torch.empty(n, dtype=g.dtype),
-        "dv": torch.empty(n, dtype=g.dtype),
-        "smile": torch.empty(n, dtype=g.dtype),
-    }
-    for part in parts:
+    out: dict[str, torch.Tensor] = {}
+    if "pc" in forms:
+        out["pc"] = joint - torch.logsumexp(g + log_prior, -1)
+    if "plugin" in forms:
+        q_log = torch.log_softmax(g + log_prior, -1)
+        h_y = float(-(log_prior.exp() * log_prior).sum())
+        out["plugin"] = h_y + (q_log.exp() * q_log).sum(-1)
+    chunked = [f for f in ("infonce", "nwj", "dv", "smile") if f in forms]
+    for f in chunked:
+        out[f] = torch.empty(n, dtype=g.dtype)
+    for part in parts if chunked else []:
         idx = torch.as_tensor(part)
         gc, yc = g[idx], y[idx]
         b = len(idx)
         jc = joint[idx]
-        counts = F.one_hot(yc, k).double().sum(0)
-        out["infonce"][idx] = jc - torch.logsumexp(gc + counts.log(), -1) + math.log(b)
-        # negatives of sample i: the other b - 1 samples of the chunk
         own = F.one_hot(yc, k).double()
-        log_neg = torch.logsumexp(gc + (counts[None, :] - own).log(), -1) - math.log(b - 1)
-        out["nwj"][idx] = jc - torch.exp(log_neg - 1.0)
-        out["dv"][idx] = jc - log_mean_exp_offdiag(gc, yc)
-        out["smile"][idx] = jc - log_mean_exp_offdiag(gc.clamp(-clip, clip), yc)
+        counts = own.sum(0)
+        if "infonce" in forms:
+            out["infonce"][idx] = jc - torch.logsumexp(gc + counts.log(), -1) + math.log(b)
+        if "nwj" in forms:  # negatives of sample i: the other b - 1 samples of the chunk
+            log_neg = torch.logsumexp(gc + (counts[None, :] - own).log(), -1) - math.log(b - 1)
+            out["nwj"][idx] = jc - torch.exp(log_neg - 1.0)
+        if "dv" in forms:
+            out["dv"][idx] = jc - log_mean_exp_offdiag(gc, yc)
+        if "smile" in forms:
+            out["smile"][idx] = jc - log_mean_exp_offdiag(gc.clamp(-clip, clip), yc)
     return {key: v.numpy() for key, v in out.items()}
 
 
@@ -177,7 +184,4 @@ def validation_value(
     """The estimate objective ``name`` reports, on one member's (n, K) validation outputs: its own
     validation objective (higher is better), computed as held-out scores are."""
     score = HEADLINE[name]
-    if score == "pc":
-        g = g.double()
-        return float((_joint(g, y) - torch.logsumexp(g + log_prior.double(), -1)).mean())
-    return float(pointwise_scores(g, y, log_prior, parts, clip)[score].mean())
+    return float(pointwise_scores(g, y, log_prior, parts, clip, forms=(score,))[score].mean())

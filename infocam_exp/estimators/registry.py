@@ -113,8 +113,8 @@ def _lda(x, y, num_classes, *, seed, prior=None, reg_param=1e-3, mc_samples=100_
 
 
 def _gcmi(x, y, num_classes, *, seed, prior=None, bias_correct=True) -> EstimateResult:
-    value = gcmi_cd(x, y, bias_correct)
-    extra = {} if not bias_correct else {"uncorrected": gcmi_cd(x, y, False)}
+    value = float(gcmi_cd(x, y, bias_correct))
+    extra = {} if not bias_correct else {"uncorrected": float(gcmi_cd(x, y, False))}
     return EstimateResult(value, None, None, extra, {"bias_correct": bias_correct, "samples_scored": len(y)})
 
 

@@ -132,7 +132,7 @@ def fit(
     max_steps: int = 2000,
     batch_size: int = 256,
     eval_every: int = 25,
-    patience: int = 8,
+    patience: int = 6,
     val_fraction: float = 0.2,
     eval_batch: int | None = None,
     hidden: tuple[int, ...] = (100, 100, 100),
@@ -212,9 +212,11 @@ def _fit(objective, x, y, num_classes, seed, log_prior, *, protocol, folds, lrs,
         for lr in lrs:
             members.append(Member(train[inner != 0], train[inner == 0], lr, sub_seed(seed, 3, f)))
             fold_ids.append(f)
-    config = TrainConfig(max_steps=max_steps, batch_size=batch_size, eval_every=eval_every,
-                         patience=patience, hidden=hidden)
+    # one batch size for all members (the smallest inner training set caps it), so all train in
+    # one batched step
     batch_used = min(batch_size, min(len(m.train_idx) for m in members))
+    config = TrainConfig(max_steps=max_steps, batch_size=batch_used, eval_every=eval_every,
+                         patience=patience, hidden=hidden)
     chunk = int(eval_batch) if eval_batch is not None else batch_used
     if chunk < 2:
         raise ValueError(f"eval_batch must be >= 2, got {chunk}")
