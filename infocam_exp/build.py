@@ -45,15 +45,6 @@ def build_system(cfg: DictConfig, dm: ClassificationDataModule) -> ClassifierSys
     )
 
 
-def build_direct_estimator(cfg: DictConfig) -> Any | None:
-    """The estimator of a run that trains nothing (``estimator.trained: false``: knn, gaussian),
-    built from ``cfg.estimator.direct``; None when the run trains a system."""
-    est = cfg.get("estimator")
-    if not est or est.get("trained", True):
-        return None
-    return instantiate(est.direct)
-
-
 def _instantiate_group(group: DictConfig | None, **kwargs: Any) -> list[Any]:
     """Instantiate each entry of a dict-of-configs group (callbacks, loggers); nulls are skipped."""
     if not group:

@@ -137,7 +137,9 @@ def _number(v: Any) -> float | None:
 
 def summary_values(metrics: dict[str, Any], spec: Sequence[Any] | None) -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:
     """The summary's plain lines [(label, value)] and its per-variant table
-    {variant: {label: value}} (entries whose key ends in ``@*``: one row per map variant found)."""
+    {variant: {label: value}}: entries whose key ends in ``@*`` give one row per map variant found,
+    entries with a ``/*/`` segment (``test/*/mi_estimate``) one row per value of that segment (the
+    MI benchmark's estimators)."""
     plain: list[tuple[str, str]] = []
     variants: dict[str, dict[str, str]] = {}
     for item in summary_items(spec):
@@ -146,6 +148,12 @@ def summary_values(metrics: dict[str, Any], spec: Sequence[Any] | None) -> tuple
             for k in sorted(metrics):
                 if fnmatch(k, key) and (v := _number(metrics[k])) is not None:
                     variants.setdefault(k.split("@", 1)[1], {})[label] = f"{v * item['scale']:.{item['digits']}f}"
+        elif "/*/" in key:  # e.g. "test/*/mi_estimate": one row per estimator
+            head, tail = key.split("/*/", 1)
+            for k in sorted(metrics):
+                if fnmatch(k, key) and k.count("/") == key.count("/") and (v := _number(metrics[k])) is not None:
+                    name = k[len(head) + 1 : -len(tail) - 1]
+                    variants.setdefault(name, {})[label] = f"{v * item['scale']:.{item['digits']}f}"
         elif "*" in key:  # e.g. "*/mi_estimate": the split the job recorded, named
             found = [k for k in sorted(metrics) if fnmatch(k, key) and _number(metrics[k]) is not None]
             if found:
@@ -164,7 +172,7 @@ def format_summary(metrics: dict[str, Any], output_dir: Path | str, spec: Sequen
     lines += [f"  {label:<{width}}  {value}" for label, value in plain]
     if variants:
         labels = list(dict.fromkeys(label for row in variants.values() for label in row))
-        vwidth = max(len("map"), *(len(v) for v in variants))
+        vwidth = max(len("map"), *(len(v) for v in variants))  # "map": map variant or estimator
         widths = [max(len(label), 7) for label in labels]
         lines.append(f"  {'map':<{vwidth}}  " + "  ".join(f"{label:>{w}}" for label, w in zip(labels, widths, strict=True)))
         for variant, row in variants.items():

@@ -20,7 +20,6 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from infocam_exp.build import (
     build_datamodule,
-    build_direct_estimator,
     build_system,
     build_trainer,
     has_val_split,
@@ -143,9 +142,10 @@ def run(
     try:
         pl.seed_everything(seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
-        direct = build_direct_estimator(cfg)
-        if direct is not None:  # knn, gaussian: one call on the data, nothing is trained
-            metrics, protocol = direct.estimate(dm), collect_protocol(dm, direct)
+        if cfg.get("estimators") is not None:  # MI-estimator benchmark: every estimator, same data
+            from infocam_exp.mi_benchmark import benchmark_metrics
+
+            metrics, protocol = benchmark_metrics(cfg, dm), collect_protocol(dm)
         else:
             metrics, protocol = _train_and_test(cfg, dm, output_dir)
         # the splits as built (after lists, caps and hold-outs), whatever limit_*_batches ran

@@ -23,7 +23,7 @@ from sklearn.neighbors import KDTree, NearestNeighbors
 _KDTREE_MAX_DIM = 10
 
 
-def knn_mi(x: np.ndarray, y: np.ndarray, k: int = 3, n_jobs: int | None = 1) -> float:
+def knn_mi(x: np.ndarray, y: np.ndarray, k: int = 3, n_jobs: int | None = 1, standardise: bool = False) -> float:
     """Ross's kNN estimate of I(X;Y) in nats.
 
     Args:
@@ -31,8 +31,28 @@ def knn_mi(x: np.ndarray, y: np.ndarray, k: int = 3, n_jobs: int | None = 1) -> 
         y: (N,) integer labels.
         k: neighbours (scikit-learn's default is 3).
         n_jobs: threads of the neighbour search.
+        standardise: scale each feature to zero mean and unit variance first (``standardise``).
     """
+    terms, _ = knn_mi_terms(x, y, k, n_jobs, standardise)
+    return float(terms.mean())
+
+
+def standardise_features(x: np.ndarray) -> np.ndarray:
+    """(N, d) features centred and scaled to unit standard deviation (constant features: centred
+    only). Euclidean neighbourhoods otherwise depend on the units of each feature."""
     x = np.asarray(x, dtype=np.float64)
+    x = x.reshape(len(x), -1)
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def knn_mi_terms(
+    x: np.ndarray, y: np.ndarray, k: int = 3, n_jobs: int | None = 1, standardise: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample terms psi(N) - psi(N_c) + psi(k) - psi(m_i) of Ross's estimator (their mean is
+    ``knn_mi``) and the (N,) mask of the samples that have them (members of classes with >= 2
+    samples). Arguments as ``knn_mi``."""
+    x = standardise_features(x) if standardise else np.asarray(x, dtype=np.float64)
     x = x.reshape(len(x), -1)
     y = np.asarray(y)
     if len(x) != len(y):
@@ -55,7 +75,7 @@ def knn_mi(x: np.ndarray, y: np.ndarray, k: int = 3, n_jobs: int | None = 1) -> 
         radius[members] = dist[:, -1]
         k_used[members] = kc
     m = _count_closer(x, radius)
-    return float(digamma(len(x)) - digamma(n_c).mean() + digamma(k_used).mean() - digamma(m).mean())
+    return digamma(len(x)) - digamma(n_c) + digamma(k_used) - digamma(m), keep
 
 
 def _count_closer(x: np.ndarray, radius: np.ndarray, block: int = 1024) -> np.ndarray:
