@@ -143,9 +143,14 @@ def wsol_claim_runs(out: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
     return {"wsol": run(compose_cfg(*WSOL_RUN, f"seed={seed}", *QUIET), out / "wsol")}
 
 
+#: smallest infoCAM - CAM Top-1 Loc margin the claim-3 test accepts (fraction): about half the
+#: smallest margin measured over seeds 0-2 (+3.3 points), so losing half the advantage fails it
+WSOL_MIN_MARGIN = 0.015
+
+
 def wsol_claim_margins(m: dict[str, dict[str, Any]]) -> dict[str, float]:
     w = m["wsol"]
-    return {"top-1 loc: infocam - cam": w["test/top1_loc@infocam"] - w["test/top1_loc@cam"]}
+    return {f"top-1 loc: infocam - cam - {WSOL_MIN_MARGIN}": w["test/top1_loc@infocam"] - w["test/top1_loc@cam"] - WSOL_MIN_MARGIN}
 
 
 @pytest.mark.slow
@@ -155,4 +160,5 @@ def test_claim_infocam_localises_better_than_cam(tmp_path):
     # Top-1 Loc (tau = 0.2) on the 512 test images, measured over seeds 0, 1, 2:
     #   CAM 13.1%, 11.3%, 13.1%; infoCAM 16.4%, 15.0%, 16.8% -> margin +3.3, +3.7, +3.7 points
     #   (17-19 images; Top-1 Cls 61%, 56%, 55%; GT-known 23.0-23.6% vs 27.7-29.1%)
-    assert m["test/top1_loc@infocam"] > m["test/top1_loc@cam"], (m["test/top1_loc@infocam"], m["test/top1_loc@cam"])
+    #   The test asks for more than WSOL_MIN_MARGIN = 1.5 points (CAM maps scored as infoCAM: 0).
+    assert m["test/top1_loc@infocam"] - m["test/top1_loc@cam"] > WSOL_MIN_MARGIN, (m["test/top1_loc@infocam"], m["test/top1_loc@cam"])
