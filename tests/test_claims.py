@@ -160,5 +160,5 @@ def test_claim_infocam_localises_better_than_cam(tmp_path):
     # Top-1 Loc (tau = 0.2) on the 512 test images, measured over seeds 0, 1, 2:
     #   CAM 13.1%, 11.3%, 13.1%; infoCAM 16.4%, 15.0%, 16.8% -> margin +3.3, +3.7, +3.7 points
     #   (17-19 images; Top-1 Cls 61%, 56%, 55%; GT-known 23.0-23.6% vs 27.7-29.1%)
-    #   The test asks for more than WSOL_MIN_MARGIN = 1.5 points (CAM maps scored as infoCAM: 0).
+    #   The test asks for more than WSOL_MIN_MARGIN = 1.5 points (infoCAM maps equal to CAM's: margin 0).
     assert m["test/top1_loc@infocam"] - m["test/top1_loc@cam"] > WSOL_MIN_MARGIN, (m["test/top1_loc@infocam"], m["test/top1_loc@cam"])
