@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from infocam_exp.data.wsol_masks import MaskMetadataError, ground_truth, read_mask_metadata
+from infocam_exp.errors import UserError, full_error_requested, log_user_error
 from infocam_exp.metrics.masks import (
     PxAPCurve,
     PxAPError,
@@ -295,9 +296,10 @@ def run_cli(args) -> int:
             allow_nan=args.allow_nan,
             normalize=not args.no_normalize,
         )
-    except ValueError as err:
-        log.error("%s", err)
-        return 2
+    except UserError as err:  # MaskMetadataError; anything else keeps its traceback
+        if full_error_requested():
+            raise
+        return log_user_error(err, log)
     sys.stdout.write(format_mask_table(report) + "\n")
     if args.json:
         for path in write_outputs(report, args.json):

@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from infocam_exp.errors import UserError
+
 LAYOUT = "'<image_id>,<mask_path>,<ignore_path>' (the ignore path may be empty)"
 
 
-class MaskMetadataError(ValueError):
+class MaskMetadataError(UserError, ValueError):
     """A mask metadata or mask file is missing or malformed; the message names file and line."""
 
     def __init__(self, path: object, problem: str, line: int | None = None) -> None:
