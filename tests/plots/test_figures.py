@@ -90,22 +90,25 @@ def _mi_rows(dims, with_records=True):
     ]
 
 
-def test_mi_plot_has_gap_panel_and_markers(tmp_path):
-    import matplotlib.pyplot as plt
+def _drawn_figure(monkeypatch, draw):
+    """Run ``draw()`` (which must return True) and return the Figure it saved."""
+    from matplotlib.figure import Figure
 
     captured = {}
-    orig = plt.Figure.savefig
+    orig = Figure.savefig
 
     def spy(self, *a, **k):
         captured["fig"] = self
         return orig(self, *a, **k)
 
-    plt.Figure.savefig = spy
-    try:
-        assert mi_vs_dim(_mi_rows(("1", "2")), tmp_path / "mi.png")
-    finally:
-        plt.Figure.savefig = orig
-    top, bottom = captured["fig"].axes
+    monkeypatch.setattr(Figure, "savefig", spy)
+    assert draw()
+    return captured["fig"]
+
+
+def test_mi_plot_has_gap_panel_and_markers(tmp_path, monkeypatch):
+    fig = _drawn_figure(monkeypatch, lambda: mi_vs_dim(_mi_rows(("1", "2")), tmp_path / "mi.png"))
+    top, bottom = fig.axes
     assert "nats" in top.get_ylabel() and "nats" in bottom.get_ylabel()
     assert bottom.get_xlabel() == "input dimension d"
     # gap panel: estimate - exact = -0.01 (paper recipe) and -0.02 (+ H(Y)) for every d
@@ -117,22 +120,8 @@ def test_mi_plot_has_gap_panel_and_markers(tmp_path):
     assert (tmp_path / "mi.png").read_bytes()[:8] == PNG
 
 
-def test_mi_plot_with_one_dimension_shows_the_exact_value(tmp_path):
-    import matplotlib.pyplot as plt
-
-    captured = {}
-    orig = plt.Figure.savefig
-
-    def spy(self, *a, **k):
-        captured["fig"] = self
-        return orig(self, *a, **k)
-
-    plt.Figure.savefig = spy
-    try:
-        assert mi_vs_dim(_mi_rows(("1",)), tmp_path / "mi.png")
-    finally:
-        plt.Figure.savefig = orig
-    top = captured["fig"].axes[0]
+def test_mi_plot_with_one_dimension_shows_the_exact_value(tmp_path, monkeypatch):
+    top = _drawn_figure(monkeypatch, lambda: mi_vs_dim(_mi_rows(("1",)), tmp_path / "mi.png")).axes[0]
     exact = [line for line in top.get_lines() if line.get_label() == "exact I(X;Y)"]
     assert exact and np.allclose(exact[0].get_ydata(), 1.1)
     assert exact[0].get_xdata()[0] != exact[0].get_xdata()[-1]  # a segment, not a single point
