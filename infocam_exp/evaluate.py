@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from infocam_exp.data.wsol_masks import metadata_lines, read_image_ids
 from infocam_exp.errors import ConfigError, UserError, full_error_requested, log_user_error
 from infocam_exp.files import write_json_atomic
 from infocam_exp.progress import ProgressCount
@@ -77,11 +78,12 @@ class BoxMetadata:
     boxes: dict[str, list[tuple[float, float, float, float]]]
 
 
+def _box_error(path: object, problem: str, line: int | None = None) -> MetadataError:
+    return MetadataError(f"{path}:{line}: {problem}" if line is not None else f"{path}: {problem}")
+
+
 def _lines(path: Path) -> list[tuple[int, str]]:
-    if not path.is_file():
-        raise MetadataError(f"metadata file not found: {path}")
-    with path.open(encoding="utf-8") as handle:
-        return [(i, line.rstrip("\r\n")) for i, line in enumerate(handle, start=1) if line.strip()]
+    return metadata_lines(path, _box_error)
 
 
 def _fields(path: Path, lineno: int, line: str, expected: str, count: int) -> list[str]:
@@ -98,19 +100,8 @@ def load_metadata(metadata_dir: str | Path) -> BoxMetadata:
         MetadataError: naming the file and line of any problem.
     """
     root = Path(metadata_dir)
-    if not root.is_dir():
-        raise MetadataError(f"metadata folder not found: {root}")
+    image_ids = read_image_ids(root, _box_error)
     ids_path = root / "image_ids.txt"
-    image_ids: list[str] = []
-    seen: set[str] = set()
-    for lineno, line in _lines(ids_path):
-        image_id = line.strip()
-        if image_id in seen:
-            raise MetadataError(f"{ids_path}:{lineno}: duplicate image id {image_id!r}")
-        seen.add(image_id)
-        image_ids.append(image_id)
-    if not image_ids:
-        raise MetadataError(f"{ids_path}: no image ids")
 
     sizes_path = root / "image_sizes.txt"
     image_sizes: dict[str, tuple[int, int]] = {}

@@ -24,6 +24,7 @@ Box metadata (``localization.txt`` with ``<image_id>,<x0>,<y0>,<x1>,<y1>``) is r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +62,34 @@ class MaskMetadata:
     localization: Path
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
+def metadata_lines(path: Path, error: Callable[..., Exception] = MaskMetadataError) -> list[tuple[int, str]]:
+    """The non-blank lines of a wsolevaluation metadata file as (1-based line number, text);
+    ``error(path, problem, line=None)`` builds the exception raised for a missing file (the box
+    and the mask readers share this)."""
     if not path.is_file():
-        raise MaskMetadataError(path, "metadata file not found")
+        raise error(path, "metadata file not found")
     with path.open(encoding="utf-8") as handle:
         return [(i, line.rstrip("\r\n")) for i, line in enumerate(handle, start=1) if line.strip()]
+
+
+def read_image_ids(root: Path, error: Callable[..., Exception] = MaskMetadataError) -> list[str]:
+    """``root/image_ids.txt`` in file order: the folder and the file must exist, ids must be
+    unique and there must be at least one (``error`` as in :func:`metadata_lines`)."""
+    if not root.is_dir():
+        raise error(root, "metadata folder not found")
+    ids_path = root / "image_ids.txt"
+    image_ids: list[str] = []
+    seen: set[str] = set()
+    for lineno, line in metadata_lines(ids_path, error):
+        image_id = line.strip()
+        if image_id in seen:
+            raise error(ids_path, f"duplicate image id {image_id!r}", lineno)
+        seen.add(image_id)
+        image_ids.append(image_id)
+    if not image_ids:
+        raise error(ids_path, "no image ids")
+    return image_ids
+
 
 
 def localization_kind(metadata_dir: str | Path) -> str:
@@ -88,24 +112,13 @@ def read_mask_metadata(metadata_dir: str | Path) -> MaskMetadata:
         MaskMetadataError: naming the file and line of any problem.
     """
     root = Path(metadata_dir)
-    if not root.is_dir():
-        raise MaskMetadataError(root, "metadata folder not found")
+    image_ids = read_image_ids(root)
     ids_path = root / "image_ids.txt"
-    image_ids: list[str] = []
-    seen: set[str] = set()
-    for lineno, line in _lines(ids_path):
-        image_id = line.strip()
-        if image_id in seen:
-            raise MaskMetadataError(ids_path, f"duplicate image id {image_id!r}", lineno)
-        seen.add(image_id)
-        image_ids.append(image_id)
-    if not image_ids:
-        raise MaskMetadataError(ids_path, "no image ids")
 
     loc_path = root / "localization.txt"
     masks: dict[str, list[str]] = {}
     ignores: dict[str, tuple[str, int]] = {}
-    for lineno, line in _lines(loc_path):
+    for lineno, line in metadata_lines(loc_path):
         parts = line.split(",")
         if len(parts) != 3 or not parts[0] or not parts[1]:
             raise MaskMetadataError(loc_path, f"{line!r}: expected {LAYOUT}", lineno)
