@@ -68,6 +68,34 @@ if _FALLBACK is not None:  # before the decorators below: they pick the cache fo
 from numba import njit  # noqa: E402
 
 _NUM_LEVELS = 256
+_OUTSIDE = np.iinfo(np.int32).max  # processing position of the frame: never "entered"
+
+
+def _ring_table() -> np.ndarray:
+    """Per 8-bit mask of entered neighbours (ring order NW, N, NE, E, SE, S, SW, W): the number of
+    separate runs, the ring position where each run starts, and the contour-area gain.
+
+    Two neighbours next to each other on the ring are 8-adjacent, so entered neighbours in one run
+    already share a region: one union per run is enough. The four 2x2 windows around a pixel are
+    it plus ring positions (7, 0, 1), (1, 2, 3), (3, 4, 5), (5, 6, 7); a window gains half a unit
+    of contour area when its third corner enters and half when its fourth does, i.e. when the
+    entering pixel finds two or three of the other corners already in.
+    """
+    table = np.zeros((_NUM_LEVELS, 6), np.int32)
+    for mask in range(_NUM_LEVELS):
+        bits = [(mask >> i) & 1 for i in range(8)]
+        starts = [i for i in range(8) if bits[i] and not bits[(i - 1) % 8]]
+        if mask == 255:
+            starts = [0]
+        table[mask, 0] = len(starts)
+        table[mask, 1 : 1 + len(starts)] = starts
+        table[mask, 5] = sum(
+            bits[a] + bits[b] + bits[c] >= 2 for a, b, c in ((7, 0, 1), (1, 2, 3), (3, 4, 5), (5, 6, 7))
+        )
+    return table
+
+
+_RING = _ring_table()
 
 
 @njit(cache=True, nogil=True)
@@ -83,17 +111,14 @@ def _find(parent, x):
 
 
 @njit(cache=True, nogil=True)
-def _best_iou(bx0, by0, bx1, by1, gt, gvalid):
-    """Best IoU (+1 pixel convention, clamped) of one box over the valid ground-truth rows.
+def _best_iou(a0, a1, a2, a3, gt, gvalid):
+    """Best IoU (+1 pixel convention, clamped) of the box ``[a0, a1, a2, a3]`` (floats) over the
+    valid ground-truth rows.
 
     The float64 operations are those of ``boxes.box_iou`` in the same order, so the result is
     bit-identical to the torch path.
     """
     best = -1.0
-    a0 = float(bx0)
-    a1 = float(by0)
-    a2 = float(bx1)
-    a3 = float(by1)
     area_a = (a2 - a0 + 1.0) * (a3 - a1 + 1.0)
     for g in range(gt.shape[0]):
         if not gvalid[g]:
@@ -114,400 +139,442 @@ def _best_iou(bx0, by0, bx1, by1, gt, gvalid):
 
 
 @njit(cache=True, nogil=True)
-def _sort_by_value(flat):
-    """Pixel indices grouped by value (raster order inside a group) and each group's start."""
-    n = flat.shape[0]
-    start = np.zeros(_NUM_LEVELS + 1, np.int64)
-    for p in range(n):
-        start[flat[p] + 1] += 1
-    for v in range(_NUM_LEVELS):
-        start[v + 1] += start[v]
-    fill = start[:_NUM_LEVELS].copy()
-    order = np.empty(n, np.int64)  # int64 like every other index: one signature per helper
-    for p in range(n):
-        v = flat[p]
-        order[fill[v]] = p
-        fill[v] += 1
-    return order, start
-
-
-@njit(cache=True, nogil=True)
-def _euler_numbers(u8):
-    """Euler number of ``u8 > t`` for every level t (Gray's bit-quads, 8/4 connectivity).
-
-    Same per-window rule as ``boxes.euler_numbers``: over the 2x2 windows of the map padded with
-    background, each corner's entry changes the window's pattern by a fixed delta.
+def _cover(a0, a1, a2, a3, gt, gvalid):
+    """The largest share of a valid ground-truth box that the box ``[a0, a1, a2, a3]`` covers:
+    no box inside it has a higher IoU (its intersection is no larger, its union no smaller than
+    the ground truth), with the +1 pixel convention and float64 operations of :func:`_best_iou`.
     """
-    height, width = u8.shape
-    hist = np.zeros(_NUM_LEVELS + 1, np.int64)
-    for wy in range(height + 1):
-        for wx in range(width + 1):
-            # corners tl, tr, bl, br of the grid padded with 0 (never in any mask u8 > t)
-            a = np.int64(u8[wy - 1, wx - 1]) if wy > 0 and wx > 0 else np.int64(0)
-            b = np.int64(u8[wy - 1, wx]) if wy > 0 and wx < width else np.int64(0)
-            c = np.int64(u8[wy, wx - 1]) if wy < height and wx > 0 else np.int64(0)
-            d = np.int64(u8[wy, wx]) if wy < height and wx < width else np.int64(0)
-            # rank of each corner, ties broken by corner index (tl < tr < bl < br)
-            ra = (b > a) + (c > a) + (d > a)
-            rb = (a >= b) + (c > b) + (d > b)
-            rc = (a >= c) + (b >= c) + (d > c)
-            rd = (a >= d) + (b >= d) + (c >= d)
-            diagonal = (ra < 2 and rd < 2) or (rb < 2 and rc < 2)
-            lo1 = min(a, b)
-            hi1 = max(a, b)
-            lo2 = min(c, d)
-            hi2 = max(c, d)
-            s1 = max(hi1, hi2)
-            s2 = max(min(hi1, hi2), max(lo1, lo2))
-            s3 = min(min(hi1, hi2), max(lo1, lo2))
-            s4 = min(lo1, lo2)
-            hist[s1] += 1
-            hist[s2] += -3 if diagonal else -1
-            hist[s3] += 1 if diagonal else -1
-            hist[s4] += 1
-    euler = np.zeros(_NUM_LEVELS, np.int64)
-    acc = 0
-    for t in range(_NUM_LEVELS - 1, -1, -1):
-        acc += hist[t + 1]  # corners with value > t
-        euler[t] = acc // 4
-    return euler
-
-
-@njit(cache=True, nogil=True)
-def _filled_largest(flat, t, width, parent, area2, alive, kept, bgpar, border, acc):
-    """The region of ``flat > t`` with the largest OpenCV outer-contour area, holes included.
-
-    ``area2`` (half units) counts only windows of region pixels; OpenCV's outer contour also
-    covers the region's holes and whatever lies inside them. Labelling the background
-    (4-connected) at this cut gives every hole; a hole's own contour polygon (through the region
-    pixels around it) covers, per 2x2 window, half a unit when one corner is in the hole and a
-    whole unit when two or more are, so in half units a hole adds ``#windows(1 corner) +
-    2 #windows(2+ corners)`` plus the full areas of the islands inside it. The pixel left of a
-    region's (or hole's) raster-first pixel lies in whatever encloses it, so summing children into
-    parents in reverse raster order gives each region's filled area. Ties go to the region
-    starting last in raster order, as for ``area2``.
-    """
-    n = flat.shape[0]
-    height = n // width
-    for p in range(n):
-        if flat[p] > t:
+    best = 0.0
+    for g in range(gt.shape[0]):
+        if not gvalid[g]:
             continue
-        py = p // width
-        px = p - py * width
-        bgpar[p] = p
-        acc[p] = 0
-        border[p] = px == 0 or py == 0 or px == width - 1 or py == height - 1
-        r = p
-        if px > 0 and flat[p - 1] <= t:
-            r = _find(bgpar, p - 1)
-            bgpar[p] = r
-            border[r] = border[r] or border[p]
-        if py > 0 and flat[p - width] <= t:
-            r2 = _find(bgpar, p - width)
-            if r2 != r:
-                lo = min(r, r2)
-                hi = max(r, r2)
-                bgpar[hi] = lo
-                border[lo] = border[lo] or border[hi]
-    # hole polygons, window by window (a window's background corners form one or two components)
-    for wy in range(height - 1):
-        for wx in range(width - 1):
-            c0 = wy * width + wx
-            ha = -1
-            hb = -1
-            ka = 0
-            kb = 0
-            for j in range(4):
-                q = c0 + (j & 1) + (width if j >= 2 else 0)
-                if flat[q] > t:
-                    continue
-                h = _find(bgpar, q)
-                if h == ha or ha < 0:
-                    ha = h
-                    ka += 1
-                else:
-                    hb = h
-                    kb += 1
-            if ha >= 0 and not border[ha]:
-                acc[ha] += 1 if ka == 1 else 2
-            if hb >= 0 and not border[hb]:
-                acc[hb] += 1 if kb == 1 else 2
-    for i in range(kept):
-        r = alive[i]
-        acc[r] = area2[r]
-    for p in range(n - 1, -1, -1):
-        if flat[p] > t:
-            if parent[p] == p and p % width > 0:
-                h = _find(bgpar, p - 1)
-                if not border[h]:
-                    acc[h] += acc[p]
-        elif bgpar[p] == p and not border[p]:
-            acc[_find(parent, p - 1)] += acc[p]
-    best_area = -1
-    best_root = -1
-    for i in range(kept):
-        r = alive[i]
-        if acc[r] > best_area or (acc[r] == best_area and r > best_root):
-            best_area = acc[r]
-            best_root = r
-    return best_root
+        iw = min(a2, gt[g, 2]) - max(a0, gt[g, 0]) + 1.0
+        ih = min(a3, gt[g, 3]) - max(a1, gt[g, 1]) + 1.0
+        if iw <= 0.0 or ih <= 0.0:
+            continue
+        area_b = (gt[g, 2] - gt[g, 0] + 1.0) * (gt[g, 3] - gt[g, 1] + 1.0)
+        share = (iw * ih) / area_b if area_b > 0.0 else 1.0
+        if share > best:
+            best = share
+    return best
 
 
 @njit(cache=True, nogil=True)
-def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
-    """One map: best IoU of the largest region (and of every contour) at each cut in ``cuts``;
-    with ``want_boxes`` also the largest region's box (``[0, 0, 0, 0]`` for an empty mask)."""
-    height, width = u8.shape
-    n = height * width
-    flat = u8.ravel()
-    needed = np.zeros(_NUM_LEVELS, np.bool_)
-    for i in range(cuts.shape[0]):
-        needed[cuts[i]] = True
-    zero = np.int64(height * 0)  # not a literal: literals would compile a second signature
-    empty_iou = _best_iou(zero, zero, zero, zero, gt, gvalid)
-    lvl_largest = np.full(_NUM_LEVELS, empty_iou)
-    lvl_any = np.full(_NUM_LEVELS, empty_iou)
-    regions_at = np.zeros(_NUM_LEVELS, np.int64)
-    lvl_box = np.zeros((_NUM_LEVELS, 4), np.int64)
-    last_box = np.zeros(4, np.int64)
+def _fill_holes(val, stride, height, width, filled, order, count, depressions):
+    """Grey-level hole filling by a priority flood from the image border (4-connected).
 
-    order, start = _sort_by_value(flat)
-    euler = _euler_numbers(u8)  # regions - euler = holes, at every level
-    bgpar = np.empty(n, np.int32)
-    border = np.empty(n, np.bool_)
-    acc = np.empty(n, np.int64)
-    parent = np.empty(n, np.int32)
-    x0 = np.empty(n, np.int64)
-    y0 = np.empty(n, np.int64)
-    x1 = np.empty(n, np.int64)
-    y1 = np.empty(n, np.int64)
-    area2 = np.zeros(n, np.int64)  # contour area in half units
-    inside = np.zeros(n, np.bool_)
-    dirty = np.zeros(n, np.bool_)
-    root_iou = np.zeros(n, np.float64)
-    alive = np.empty(n, np.int32)
+    ``filled[p]`` is the lowest level t at which p joins the background that touches the border:
+    the smallest, over 4-connected paths from outside the image to p, of the largest value on the
+    path. So p lies in a hole of ``val > t`` exactly for ``val[p] <= t < filled[p]``, and
+    ``filled > t`` is the union of the outer regions of ``val > t`` with their holes filled.
+    Pixels leave the bucket queue in rising ``filled`` order; ``order`` receives them falling
+    (``count[v]`` of them at level v), ``depressions`` the pixels with ``filled > val``. Returns
+    the number of those.
+    """
+    head = np.full(_NUM_LEVELS, -1, np.int32)
+    nxt = np.empty(val.shape[0], np.int32)
+    seen = np.zeros(val.shape[0], np.bool_)
+    for y in range(height + 2):  # the frame is outside
+        for x in range(width + 2):
+            if y == 0 or x == 0 or y == height + 1 or x == width + 1:
+                seen[y * stride + x] = True
+    for y in range(1, height + 1):
+        for x in range(1, width + 1):
+            if y == 1 or x == 1 or y == height or x == width:
+                p = y * stride + x
+                seen[p] = True
+                level = val[p]
+                filled[p] = level
+                nxt[p] = head[level]
+                head[level] = p
+    n = height * width
+    done = 0
+    n_dep = 0
+    for level in range(_NUM_LEVELS):
+        while head[level] >= 0:
+            p = head[level]
+            head[level] = nxt[p]
+            done += 1
+            order[n - done] = p
+            count[level] += 1
+            for j in range(4):
+                q = p + (-stride if j == 0 else (stride if j == 1 else (-1 if j == 2 else 1)))
+                if seen[q]:
+                    continue
+                seen[q] = True
+                w = val[q]
+                if w < level:
+                    filled[q] = level
+                    depressions[n_dep] = q
+                    n_dep += 1
+                    nxt[q] = head[level]
+                    head[level] = q
+                else:
+                    filled[q] = w
+                    nxt[q] = head[w]
+                    head[w] = q
+    return n_dep
+
+
+@njit(cache=True, nogil=True)
+def _drop(hi, slot, alive, alive_iou, n_alive):
+    """Remove root ``hi`` from the live list (the last entry takes its place); returns the new
+    length."""
+    i = slot[hi]
+    n_alive -= 1
+    last = alive[n_alive]
+    alive[i] = last
+    alive_iou[i, 0] = alive_iou[n_alive, 0]
+    alive_iou[i, 1] = alive_iou[n_alive, 1]
+    slot[last] = i
+    return n_alive
+
+
+@njit(cache=True, nogil=True)
+def _sweep_down(
+    val, order, count, pos, stride, height, width, needed, track_area, track_any, gt, gvalid,
+    empty_iou, ring, parent, x0, y0, x1, y1, area2, slot, alive, alive_iou,
+    lvl_largest, lvl_box, lvl_any,
+):
+    """Falling sweep: pixels enter in ``order`` (``count[v]`` at value v, from 255 down to 1;
+    ``pos[p]`` is p's place in ``order``), merging 8-connected regions in a union-find whose
+    root is each region's raster-first pixel. Each root keeps its box and (``track_area``) its
+    contour area in half units; the live roots sit in ``alive`` (``slot[r]`` is r's place) with,
+    for ``track_any``, their box's best IoU beside them in ``alive_iou``, recomputed only when the
+    box grows. After the pixels of value v, level ``t = v - 1`` is read where ``needed``:
+    ``track_area`` writes the largest region's box and IoU (``lvl_box``, ``lvl_largest``),
+    ``track_any`` the best IoU of any region (``lvl_any``). ``val`` is unused: it keeps the
+    signature that of the other sweep.
+    """
+    offs = np.empty(8, np.int64)
+    offs[0] = -stride - 1
+    offs[1] = -stride
+    offs[2] = -stride + 1
+    offs[3] = 1
+    offs[4] = stride + 1
+    offs[5] = stride
+    offs[6] = stride - 1
+    offs[7] = -1
+    xmax = width - 1
+    ymax = height - 1
     n_alive = 0
+    best_root = -1
+    best_area = -1
+    rescan = False
     changed = False
     last_largest = empty_iou
     last_any = empty_iou
-    last_regions = 0
-
-    # --- foreground: values 255 .. 1 enter; level t = v - 1 is read after value v -------------
+    b0 = 0
+    b1 = 0
+    b2 = 0
+    b3 = 0
+    k = 0
     for v in range(_NUM_LEVELS - 1, 0, -1):
-        for k in range(start[v], start[v + 1]):
-            p = order[k]
-            py = p // width
-            px = p - py * width
-            parent[p] = p
-            x0[p] = px
-            x1[p] = px
-            y0[p] = py
-            y1[p] = py
-            area2[p] = 0
-            inside[p] = True
-            dirty[p] = True
-            alive[n_alive] = p
-            n_alive += 1
+        end = k + count[v]
+        if end > k:
             changed = True
-            ra = p  # p's root, kept current through the merges below
-            for dy in range(-1, 2):
-                qy = py + dy
-                if qy < 0 or qy >= height:
-                    continue
-                for dx in range(-1, 2):
-                    qx = px + dx
-                    if (dy == 0 and dx == 0) or qx < 0 or qx >= width:
+        while k < end:
+            p = order[k]
+            mask = 0
+            for i in range(8):
+                if pos[p + offs[i]] < k:
+                    mask |= 1 << i
+            py = p // stride - 1
+            px = p - (py + 1) * stride - 1
+            runs = ring[mask, 0]
+            grown = True
+            if runs == 0:
+                root = p
+                parent[p] = p
+                x0[p] = px
+                x1[p] = px
+                y0[p] = py
+                y1[p] = py
+                area2[p] = 0
+                slot[p] = n_alive
+                alive[n_alive] = p
+                n_alive += 1
+            else:
+                root = _find(parent, p + offs[ring[mask, 1]])
+                for j in range(2, runs + 1):
+                    rb = _find(parent, p + offs[ring[mask, j]])
+                    if rb == root:
                         continue
-                    q = qy * width + qx
-                    if not inside[q]:
-                        continue
-                    # The union step is written out here and in the 4-connected background sweep:
-                    # one shared helper measured 10-20% slower (docs/evaluator_speed.md).
-                    rb = _find(parent, q)
-                    if ra == rb:
-                        continue
-                    lo = min(ra, rb)
-                    hi = max(ra, rb)
-                    ra = lo
-                    # the raster-first pixel stays the root (OpenCV's contour start)
+                    lo = min(root, rb)
+                    hi = max(root, rb)
                     parent[hi] = lo
                     x0[lo] = min(x0[lo], x0[hi])
                     y0[lo] = min(y0[lo], y0[hi])
                     x1[lo] = max(x1[lo], x1[hi])
                     y1[lo] = max(y1[lo], y1[hi])
                     area2[lo] += area2[hi]
-                    dirty[lo] = True
-        # Area events: a window gains half a unit when its 3rd-largest corner enters and half
-        # when its smallest does. Each window is handled once, by its first corner of value v.
-        for k in range(start[v], start[v + 1]):
-            p = order[k]
-            py = p // width
-            px = p - py * width
-            for wy in range(py - 1, py + 1):
-                if wy < 0 or wy + 1 >= height:
-                    continue
-                for wx in range(px - 1, px + 1):
-                    if wx < 0 or wx + 1 >= width:
-                        continue
-                    c0 = wy * width + wx
-                    c1 = c0 + 1
-                    c2 = c0 + width
-                    c3 = c2 + 1
-                    first = c0
-                    if flat[c0] != v:
-                        first = c1 if flat[c1] == v else (c2 if flat[c2] == v else c3)
-                    if first != p:
-                        continue
-                    a = np.int64(flat[c0])
-                    b = np.int64(flat[c1])
-                    c = np.int64(flat[c2])
-                    d = np.int64(flat[c3])
-                    lo1 = min(a, b)
-                    hi1 = max(a, b)
-                    lo2 = min(c, d)
-                    hi2 = max(c, d)
-                    third = min(min(hi1, hi2), max(lo1, lo2))
-                    fourth = min(lo1, lo2)
-                    gain = (1 if third == v else 0) + (1 if fourth == v else 0)
-                    if gain:
-                        r = _find(parent, p)
-                        area2[r] += gain
-                        dirty[r] = True
-                        changed = True
+                    n_alive = _drop(hi, slot, alive, alive_iou, n_alive)
+                    root = lo
+                if p < root:  # the raster-first pixel stays the root (OpenCV's contour start)
+                    parent[root] = p
+                    parent[p] = p
+                    x0[p] = min(x0[root], px)
+                    y0[p] = min(y0[root], py)
+                    x1[p] = max(x1[root], px)
+                    y1[p] = max(y1[root], py)
+                    area2[p] = area2[root]
+                    i = slot[root]
+                    alive[i] = p
+                    slot[p] = i
+                    root = p
+                else:
+                    parent[p] = root
+                    if runs == 1:
+                        grown = False
+                    if px < x0[root]:
+                        x0[root] = px
+                        grown = True
+                    elif px > x1[root]:
+                        x1[root] = px
+                        grown = True
+                    if py > y1[root]:  # p comes after the root in raster order: py >= y0
+                        y1[root] = py
+                        grown = True
+            if track_any and grown:
+                alive_iou[slot[root], 0] = _best_iou(
+                    float(x0[root]), float(y0[root]), float(min(x1[root] + 1, xmax)),
+                    float(min(y1[root] + 1, ymax)), gt, gvalid,
+                )
+            if track_area:
+                area2[root] += ring[mask, 5]
+                a = area2[root]
+                if best_root >= 0 and parent[best_root] != best_root:
+                    # the leader was merged into this region, which is at least as large
+                    if a == best_area:
+                        rescan = True  # another region may tie it with a later first pixel
+                    best_root = root
+                    best_area = a
+                elif a > best_area or (a == best_area and root > best_root):
+                    best_root = root
+                    best_area = a
+            k += 1
         t = v - 1
         if not needed[t]:
             continue
         if changed:
-            kept = 0
-            best_area = -1
-            best_root = -1
-            best_any = -1.0
-            for i in range(n_alive):
-                r = alive[i]
-                if parent[r] != r:
-                    continue
-                alive[kept] = r
-                kept += 1
-                if area2[r] > best_area or (area2[r] == best_area and r > best_root):
-                    best_area = area2[r]
-                    best_root = r
-                if want_any:
-                    if dirty[r]:
-                        root_iou[r] = _best_iou(
-                            x0[r], y0[r], min(x1[r] + 1, width - 1), min(y1[r] + 1, height - 1),
-                            gt, gvalid,
-                        )
-                        dirty[r] = False
-                    if root_iou[r] > best_any:
-                        best_any = root_iou[r]
-            n_alive = kept
-            last_regions = kept
-            if kept > 1 and kept - euler[t] > 0:
-                # Holes at this cut: another region beats the largest one only if its hole-filled
-                # area can reach ours; the box bounds that area by (w - 1)(h - 1).
-                for i in range(kept):
-                    r = alive[i]
-                    if r != best_root and 2 * (x1[r] - x0[r]) * (y1[r] - y0[r]) >= best_area:
-                        best_root = _filled_largest(
-                            flat, t, width, parent, area2, alive, kept, bgpar, border, acc
-                        )
-                        break
-            if kept:
-                r = best_root
-                last_box[0] = x0[r]
-                last_box[1] = y0[r]
-                last_box[2] = min(x1[r] + 1, width - 1)
-                last_box[3] = min(y1[r] + 1, height - 1)
-                if want_any and not dirty[r]:
-                    last_largest = root_iou[r]
-                else:
-                    last_largest = _best_iou(
-                        x0[r], y0[r], min(x1[r] + 1, width - 1), min(y1[r] + 1, height - 1),
-                        gt, gvalid,
-                    )
-                last_any = best_any
-            changed = False
-        lvl_largest[t] = last_largest
-        lvl_box[t] = last_box
-        lvl_any[t] = last_any
-        regions_at[t] = last_regions
-
-    if want_any and n > 0:
-        # --- holes: background regions not touching the border, only where some exist -------
-        has_holes = False
-        for t in range(_NUM_LEVELS):
-            if needed[t] and regions_at[t] - euler[t] > 0:
-                has_holes = True
-                break
-        if has_holes:
-            for p in range(n):
-                inside[p] = False
-            n_alive = 0
-            for v in range(_NUM_LEVELS - 1):  # level t = v: the background u8 <= t
-                for k in range(start[v], start[v + 1]):
-                    p = order[k]
-                    py = p // width
-                    px = p - py * width
-                    parent[p] = p
-                    x0[p] = px
-                    x1[p] = px
-                    y0[p] = py
-                    y1[p] = py
-                    inside[p] = True
-                    dirty[p] = True
-                    alive[n_alive] = p
-                    n_alive += 1
-                    ra = p
-                    for j in range(4):
-                        qy = py + (-1 if j == 0 else (1 if j == 1 else 0))
-                        qx = px + (-1 if j == 2 else (1 if j == 3 else 0))
-                        if qy < 0 or qy >= height or qx < 0 or qx >= width:
-                            continue
-                        q = qy * width + qx
-                        if not inside[q]:
-                            continue
-                        rb = _find(parent, q)
-                        if ra == rb:
-                            continue
-                        lo = min(ra, rb)
-                        hi = max(ra, rb)
-                        ra = lo
-                        parent[hi] = lo
-                        x0[lo] = min(x0[lo], x0[hi])
-                        y0[lo] = min(y0[lo], y0[hi])
-                        x1[lo] = max(x1[lo], x1[hi])
-                        y1[lo] = max(y1[lo], y1[hi])
-                        dirty[lo] = True
-                if not needed[v] or regions_at[v] - euler[v] <= 0:
-                    continue
-                kept = 0
-                best_hole = -1.0
+            if rescan:
+                best_area = -1
+                best_root = -1
                 for i in range(n_alive):
                     r = alive[i]
-                    if parent[r] != r:
-                        continue
-                    alive[kept] = r
-                    kept += 1
-                    if x0[r] == 0 or y0[r] == 0 or x1[r] == width - 1 or y1[r] == height - 1:
-                        continue
-                    if dirty[r]:
-                        # a hole border runs through the foreground around the hole
-                        root_iou[r] = _best_iou(
-                            x0[r] - 1, y0[r] - 1, min(x1[r] + 2, width - 1),
-                            min(y1[r] + 2, height - 1), gt, gvalid,
-                        )
-                        dirty[r] = False
-                    if root_iou[r] > best_hole:
-                        best_hole = root_iou[r]
-                n_alive = kept
-                if best_hole > lvl_any[v]:
-                    lvl_any[v] = best_hole
+                    if area2[r] > best_area or (area2[r] == best_area and r > best_root):
+                        best_area = area2[r]
+                        best_root = r
+                rescan = False
+            if track_any and n_alive:
+                best_any = alive_iou[0, 0]
+                for i in range(1, n_alive):
+                    if alive_iou[i, 0] > best_any:
+                        best_any = alive_iou[i, 0]
+                last_any = best_any
+            if track_area and best_root >= 0:
+                r = best_root
+                b0 = x0[r]
+                b1 = y0[r]
+                b2 = min(x1[r] + 1, xmax)
+                b3 = min(y1[r] + 1, ymax)
+                last_largest = _best_iou(float(b0), float(b1), float(b2), float(b3), gt, gvalid)
+            changed = False
+        if track_area:
+            lvl_largest[t] = last_largest
+            lvl_box[t, 0] = b0
+            lvl_box[t, 1] = b1
+            lvl_box[t, 2] = b2
+            lvl_box[t, 3] = b3
+        if track_any:
+            lvl_any[t] = last_any
+
+
+@njit(cache=True, nogil=True)
+def _sweep_holes(
+    val, filled, depressions, n_dep, stride, height, width, needed, gt, gvalid,
+    parent, x0, y0, x1, y1, slot, alive, alive_iou, lvl_hole, lvl_cover,
+):
+    """Rising sweep over the pixels that are ever in a hole (``filled > val``): at level t the
+    holes of ``val > t`` are the 4-connected regions of ``val <= t < filled``, and a hole leaves
+    whole when it joins the outer background at ``t = filled``. At each needed level it writes
+    the best IoU of a hole border's box (the hole's box grown by a pixel) to ``lvl_hole`` and the
+    best :func:`_cover` of those boxes to ``lvl_cover``: a bound on the IoU of any region inside
+    a hole (an island), whose box lies in the hole border's box. Both stay -1 without holes."""
+    count = np.zeros(_NUM_LEVELS + 1, np.int64)
+    for i in range(n_dep):
+        count[val[depressions[i]] + 1] += 1
+    for v in range(_NUM_LEVELS):
+        count[v + 1] += count[v]
+    order = np.empty(n_dep, np.int32)
+    for i in range(n_dep):
+        p = depressions[i]
+        order[count[val[p]]] = p
+        count[val[p]] += 1
+    entered = np.zeros(filled.shape[0], np.bool_)
+    xmax = width - 1
+    ymax = height - 1
+    n_alive = 0
+    k = 0
+    for v in range(_NUM_LEVELS - 1):  # level t = v: the background is val <= t
+        while k < n_dep and val[order[k]] == v:
+            p = order[k]
+            k += 1
+            entered[p] = True
+            py = p // stride - 1
+            px = p - (py + 1) * stride - 1
+            parent[p] = p
+            x0[p] = px
+            x1[p] = px
+            y0[p] = py
+            y1[p] = py
+            slot[p] = n_alive
+            alive[n_alive] = p
+            n_alive += 1
+            root = p
+            for j in range(4):
+                q = p + (-stride if j == 0 else (stride if j == 1 else (-1 if j == 2 else 1)))
+                if not entered[q]:
+                    continue
+                rb = _find(parent, q)
+                if rb == root:
+                    continue
+                lo = min(root, rb)
+                hi = max(root, rb)
+                parent[hi] = lo
+                x0[lo] = min(x0[lo], x0[hi])
+                y0[lo] = min(y0[lo], y0[hi])
+                x1[lo] = max(x1[lo], x1[hi])
+                y1[lo] = max(y1[lo], y1[hi])
+                n_alive = _drop(hi, slot, alive, alive_iou, n_alive)
+                root = lo
+            # a hole border runs through the foreground around the hole
+            e0 = float(x0[root] - 1)
+            e1 = float(y0[root] - 1)
+            e2 = float(min(x1[root] + 2, xmax))
+            e3 = float(min(y1[root] + 2, ymax))
+            i = slot[root]
+            alive_iou[i, 0] = _best_iou(e0, e1, e2, e3, gt, gvalid)
+            alive_iou[i, 1] = _cover(e0, e1, e2, e3, gt, gvalid)
+        if not needed[v] or n_alive == 0:
+            continue
+        best_hole = -1.0
+        best_cover = -1.0
+        i = 0
+        while i < n_alive:
+            if filled[alive[i]] <= v:  # joined the outer background: gone for good
+                n_alive = _drop(alive[i], slot, alive, alive_iou, n_alive)
+                continue
+            if alive_iou[i, 0] > best_hole:
+                best_hole = alive_iou[i, 0]
+            if alive_iou[i, 1] > best_cover:
+                best_cover = alive_iou[i, 1]
+            i += 1
+        lvl_hole[v] = best_hole
+        lvl_cover[v] = best_cover
+
+
+@njit(cache=True, nogil=True)
+def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, ring, out_largest, out_any, out_boxes):
+    """One map: best IoU of the largest region (and of every contour) at each cut in ``cuts``;
+    with ``want_boxes`` also the largest region's box (``[0, 0, 0, 0]`` for an empty mask).
+
+    The largest region by OpenCV's outer-contour area (holes included) is the largest region of
+    the hole-filled map (:func:`_fill_holes`), whose contour area needs no holes; every contour
+    (MaxBoxAccV2) comes from the regions of the map itself and from the holes.
+    """
+    height, width = u8.shape
+    stride = width + 2
+    size = (height + 2) * stride
+    val = np.zeros(size, np.uint8)  # the map inside a frame of zeros (never foreground)
+    for y in range(height):
+        for x in range(width):
+            val[(y + 1) * stride + x + 1] = u8[y, x]
+    needed = np.zeros(_NUM_LEVELS, np.bool_)
+    for i in range(cuts.shape[0]):
+        needed[cuts[i]] = True
+    empty_iou = _best_iou(0.0, 0.0, 0.0, 0.0, gt, gvalid)
+    lvl_largest = np.full(_NUM_LEVELS, empty_iou)
+    lvl_any = np.full(_NUM_LEVELS, empty_iou)
+    lvl_box = np.zeros((_NUM_LEVELS, 4), np.int64)
+
+    n = height * width
+    filled = np.zeros(size, np.uint8)
+    order = np.empty(n, np.int32)
+    count = np.zeros(_NUM_LEVELS, np.int64)
+    depressions = np.empty(n, np.int32)
+    n_dep = _fill_holes(val, stride, height, width, filled, order, count, depressions)
+
+    pos = np.full(size, _OUTSIDE, np.int32)
+    for k in range(n):
+        pos[order[k]] = k
+    parent = np.empty(size, np.int32)
+    x0 = np.empty(size, np.int32)
+    y0 = np.empty(size, np.int32)
+    x1 = np.empty(size, np.int32)
+    y1 = np.empty(size, np.int32)
+    area2 = np.empty(size, np.int32)
+    slot = np.empty(size, np.int32)
+    alive = np.empty(n, np.int32)
+    alive_iou = np.empty((n, 2), np.float64)
+    # The hole-filled map: its regions are the outer regions of the map with their holes filled,
+    # so they give the largest region and the boxes of every region not inside a hole; where
+    # nothing is filled it is the map itself. (Flags as variables, not literals: literals would
+    # compile a second signature.)
+    yes = n > 0
+    _sweep_down(
+        filled, order, count, pos, stride, height, width, needed, yes, want_any, gt, gvalid,
+        empty_iou, ring, parent, x0, y0, x1, y1, area2, slot, alive, alive_iou,
+        lvl_largest, lvl_box, lvl_any,
+    )
+    if want_any and n_dep > 0:
+        lvl_hole = np.full(_NUM_LEVELS, -1.0)
+        lvl_cover = np.full(_NUM_LEVELS, -1.0)
+        _sweep_holes(
+            val, filled, depressions, n_dep, stride, height, width, needed, gt, gvalid,
+            parent, x0, y0, x1, y1, slot, alive, alive_iou, lvl_hole, lvl_cover,
+        )
+        islands = False
+        for t in range(_NUM_LEVELS):
+            if needed[t] and lvl_cover[t] > max(lvl_any[t], lvl_hole[t]):
+                islands = True  # a region inside a hole might beat every other contour
+                break
+        if islands:
+            # the map itself, every region's outer contour: sorted by value, falling
+            start = np.zeros(_NUM_LEVELS, np.int64)
+            for v in range(_NUM_LEVELS):
+                count[v] = 0
+            for p in range(size):
+                if pos[p] != _OUTSIDE:
+                    count[val[p]] += 1
+            acc = 0
+            for v in range(_NUM_LEVELS - 1, -1, -1):
+                start[v] = acc
+                acc += count[v]
+            for p in range(size):
+                if pos[p] != _OUTSIDE:
+                    v = val[p]
+                    order[start[v]] = p
+                    start[v] += 1
+            for k in range(n):
+                pos[order[k]] = k
+            _sweep_down(
+                val, order, count, pos, stride, height, width, needed, not yes, yes, gt, gvalid,
+                empty_iou, ring, parent, x0, y0, x1, y1, area2, slot, alive, alive_iou,
+                lvl_largest, lvl_box, lvl_any,
+            )
+        for t in range(_NUM_LEVELS):
+            if lvl_hole[t] > lvl_any[t]:
+                lvl_any[t] = lvl_hole[t]
 
     for i in range(cuts.shape[0]):
         out_largest[i] = lvl_largest[cuts[i]]
         out_any[i] = lvl_any[cuts[i]]
         if want_boxes:
-            out_boxes[i] = lvl_box[cuts[i]]
+            out_boxes[i, 0] = lvl_box[cuts[i], 0]
+            out_boxes[i, 1] = lvl_box[cuts[i], 1]
+            out_boxes[i, 2] = lvl_box[cuts[i], 2]
+            out_boxes[i, 3] = lvl_box[cuts[i], 3]
 
 
 def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
@@ -581,7 +648,7 @@ def compiled_threshold_ious(
         # One compiled entry point, called per map: a compiled batch loop around it would be a
         # second kernel to compile (seconds) for a dispatch cost of microseconds per map.
         for b in range(sl.start, min(sl.stop, batch)):
-            _map_ious(*(a[b] for a in args), *flags, *(o[b] for o in outs))
+            _map_ious(*(a[b] for a in args), *flags, _RING, *(o[b] for o in outs))
 
     threads = max(1, min(int(threads), batch))
     if threads == 1:
