@@ -183,6 +183,8 @@ def _load_heatmap(path: Path, image_id: str, allow_nan: bool) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise MetadataError(f"{path}: expected a real-valued array, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating):
+        if np.isfinite(arr.min()) and np.isfinite(arr.max()):
+            return arr  # min and max are NaN if any value is, and infinite if any value is
         if np.isinf(arr).any():
             raise MetadataError(f"{path}: heatmap contains infinite values")
         if not allow_nan and np.isnan(arr).any():
@@ -264,6 +266,35 @@ def _read_group(
         yield maps, gt, valid
 
 
+def _read_u8_group(
+    heatmaps_dir: str | Path,
+    meta: BoxMetadata,
+    ids: Sequence[str],
+    allow_nan: bool,
+    normalize: bool,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`_read_group` for the compiled sweep: each map is converted to uint8 as soon as it
+    is read (while it is in the CPU cache), in its own dtype, as wsolevaluation's per-image loop
+    normalises it; yields ``(u8 (B, H, W), gt, valid)`` per map shape."""
+    groups: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for image_id in ids:
+        path = heatmap_path(heatmaps_dir, image_id)
+        arr = _load_heatmap(path, image_id, allow_nan)
+        if not normalize and not allow_nan and (arr.min() < 0 or arr.max() > 1):
+            raise MetadataError(f"{path}: values outside [0, 1] (drop --no-normalize)")
+        height, width = arr.shape
+        gt = rescale_boxes(meta.boxes[image_id], meta.image_sizes[image_id], (width, height))
+        groups.setdefault((height, width), []).append((_to_uint8(arr[None], normalize)[0], gt))
+    for items in groups.values():
+        most = max(len(b) for _, b in items)
+        gt = np.full((len(items), most, 4), -1.0, dtype=np.float64)
+        valid = np.zeros((len(items), most), dtype=bool)
+        for i, (_, b) in enumerate(items):
+            gt[i, : len(b)] = b
+            valid[i, : len(b)] = True
+        yield np.stack([u for u, _ in items]), gt, valid
+
+
 def _to_uint8(maps: np.ndarray, normalize: bool) -> np.ndarray:
     """``boxes.scoremaps_to_uint8`` in numpy (same dtype rules, same bytes)."""
     from infocam_exp.metrics._boxes_compiled import maps_to_uint8
@@ -279,18 +310,15 @@ def _to_uint8(maps: np.ndarray, normalize: bool) -> np.ndarray:
     return (maps * maps.dtype.type(255)).astype(np.uint8)
 
 
-def _score_compiled(
-    maps: np.ndarray, gt: np.ndarray, valid: np.ndarray, taus: np.ndarray, normalize: bool
-) -> _Hits:
-    """Hit counts of one group with the compiled sweep, in the calling thread."""
+def _score_compiled(u8: np.ndarray, gt: np.ndarray, valid: np.ndarray, taus: np.ndarray) -> _Hits:
+    """Hit counts of one group of uint8 maps with the compiled sweep, in the calling thread."""
     from infocam_exp.metrics._boxes_compiled import compiled_threshold_ious
 
-    u8 = _to_uint8(maps, normalize)
     peak = u8.reshape(u8.shape[0], -1).max(axis=1).astype(np.float64)
     cuts = np.floor(taus[None, :] * peak[:, None]).astype(np.int64)  # boxes.threshold_cuts
     largest, best_any, _ = compiled_threshold_ious(u8, cuts, gt, valid, threads=1)
     v2 = np.stack([(best_any >= iou).sum(axis=0) for iou in IOU_THRESHOLDS]).astype(np.int64)
-    return _Hits((largest >= IOU_THRESHOLD).sum(axis=0).astype(np.int64), v2, len(maps))
+    return _Hits((largest >= IOU_THRESHOLD).sum(axis=0).astype(np.int64), v2, len(u8))
 
 
 def _numba_available() -> bool:
@@ -369,8 +397,8 @@ def evaluate(
 
             def work(chunk: list[str]) -> _Hits:
                 part = _Hits(np.zeros_like(hits.gt_known), np.zeros_like(hits.v2))
-                for group in _read_group(heatmaps_dir, meta, chunk, allow_nan, normalize):
-                    part.add(_score_compiled(*group, taus, normalize))
+                for group in _read_u8_group(heatmaps_dir, meta, chunk, allow_nan, normalize):
+                    part.add(_score_compiled(*group, taus))
                 return part
 
             for part in pool.map(work, chunks):

@@ -308,7 +308,7 @@ def _sweep_down(
                     x1[lo] = max(x1[lo], x1[hi])
                     y1[lo] = max(y1[lo], y1[hi])
                     area2[lo] += area2[hi]
-                    n_alive = _drop(hi, slot, alive, alive_iou, n_alive)
+                    n_alive = _drop(np.int64(hi), slot, alive, alive_iou, n_alive)
                     root = lo
                 if p < root:  # the raster-first pixel stays the root (OpenCV's contour start)
                     parent[root] = p
@@ -446,7 +446,7 @@ def _sweep_holes(
                 y0[lo] = min(y0[lo], y0[hi])
                 x1[lo] = max(x1[lo], x1[hi])
                 y1[lo] = max(y1[lo], y1[hi])
-                n_alive = _drop(hi, slot, alive, alive_iou, n_alive)
+                n_alive = _drop(np.int64(hi), slot, alive, alive_iou, n_alive)
                 root = lo
             # a hole border runs through the foreground around the hole
             e0 = float(x0[root] - 1)
@@ -463,7 +463,7 @@ def _sweep_holes(
         i = 0
         while i < n_alive:
             if filled[alive[i]] <= v:  # joined the outer background: gone for good
-                n_alive = _drop(alive[i], slot, alive, alive_iou, n_alive)
+                n_alive = _drop(np.int64(alive[i]), slot, alive, alive_iou, n_alive)
                 continue
             if alive_iou[i, 0] > best_hole:
                 best_hole = alive_iou[i, 0]
