@@ -69,6 +69,7 @@ from numba import njit  # noqa: E402
 
 _NUM_LEVELS = 256
 _OUTSIDE = np.iinfo(np.int32).max  # processing position of the frame: never "entered"
+_STALE = -2.0  # a live region's cached IoU after its box grew (IoUs lie in [0, 1])
 
 
 def _ring_table() -> np.ndarray:
@@ -226,6 +227,7 @@ def _drop(hi, slot, alive, alive_iou, n_alive):
     alive[i] = last
     alive_iou[i, 0] = alive_iou[n_alive, 0]
     alive_iou[i, 1] = alive_iou[n_alive, 1]
+    alive_iou[i, 2] = alive_iou[n_alive, 2]
     slot[last] = i
     return n_alive
 
@@ -233,7 +235,7 @@ def _drop(hi, slot, alive, alive_iou, n_alive):
 @njit(cache=True, nogil=True)
 def _sweep_down(
     val, order, count, pos, stride, height, width, needed, track_area, track_any, gt, gvalid,
-    empty_iou, ring, parent, x0, y0, x1, y1, area2, slot, alive, alive_iou,
+    empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
     lvl_largest, lvl_box, lvl_any,
 ):
     """Falling sweep: pixels enter in ``order`` (``count[v]`` at value v, from 255 down to 1;
@@ -286,10 +288,10 @@ def _sweep_down(
             if runs == 0:
                 root = p
                 parent[p] = p
-                x0[p] = px
-                x1[p] = px
-                y0[p] = py
-                y1[p] = py
+                box[p, 0] = px
+                box[p, 2] = px
+                box[p, 1] = py
+                box[p, 3] = py
                 area2[p] = 0
                 slot[p] = n_alive
                 alive[n_alive] = p
@@ -303,20 +305,20 @@ def _sweep_down(
                     lo = min(root, rb)
                     hi = max(root, rb)
                     parent[hi] = lo
-                    x0[lo] = min(x0[lo], x0[hi])
-                    y0[lo] = min(y0[lo], y0[hi])
-                    x1[lo] = max(x1[lo], x1[hi])
-                    y1[lo] = max(y1[lo], y1[hi])
+                    box[lo, 0] = min(box[lo, 0], box[hi, 0])
+                    box[lo, 1] = min(box[lo, 1], box[hi, 1])
+                    box[lo, 2] = max(box[lo, 2], box[hi, 2])
+                    box[lo, 3] = max(box[lo, 3], box[hi, 3])
                     area2[lo] += area2[hi]
                     n_alive = _drop(np.int64(hi), slot, alive, alive_iou, n_alive)
                     root = lo
                 if p < root:  # the raster-first pixel stays the root (OpenCV's contour start)
                     parent[root] = p
                     parent[p] = p
-                    x0[p] = min(x0[root], px)
-                    y0[p] = min(y0[root], py)
-                    x1[p] = max(x1[root], px)
-                    y1[p] = max(y1[root], py)
+                    box[p, 0] = min(box[root, 0], px)
+                    box[p, 1] = min(box[root, 1], py)
+                    box[p, 2] = max(box[root, 2], px)
+                    box[p, 3] = max(box[root, 3], py)
                     area2[p] = area2[root]
                     i = slot[root]
                     alive[i] = p
@@ -326,20 +328,17 @@ def _sweep_down(
                     parent[p] = root
                     if runs == 1:
                         grown = False
-                    if px < x0[root]:
-                        x0[root] = px
+                    if px < box[root, 0]:
+                        box[root, 0] = px
                         grown = True
-                    elif px > x1[root]:
-                        x1[root] = px
+                    elif px > box[root, 2]:
+                        box[root, 2] = px
                         grown = True
-                    if py > y1[root]:  # p comes after the root in raster order: py >= y0
-                        y1[root] = py
+                    if py > box[root, 3]:  # p comes after the root in raster order: py >= y0
+                        box[root, 3] = py
                         grown = True
-            if track_any and grown:
-                alive_iou[slot[root], 0] = _best_iou(
-                    float(x0[root]), float(y0[root]), float(min(x1[root] + 1, xmax)),
-                    float(min(y1[root] + 1, ymax)), gt, gvalid,
-                )
+            if grown:
+                alive_iou[slot[root], 0] = _STALE
             if track_area:
                 area2[root] += ring[mask, 5]
                 a = area2[root]
@@ -367,17 +366,23 @@ def _sweep_down(
                         best_root = r
                 rescan = False
             if track_any and n_alive:
-                best_any = alive_iou[0, 0]
-                for i in range(1, n_alive):
+                best_any = -1.0
+                for i in range(n_alive):
+                    if alive_iou[i, 0] == _STALE:
+                        r = alive[i]
+                        alive_iou[i, 0] = _best_iou(
+                            float(box[r, 0]), float(box[r, 1]), float(min(box[r, 2] + 1, xmax)),
+                            float(min(box[r, 3] + 1, ymax)), gt, gvalid,
+                        )
                     if alive_iou[i, 0] > best_any:
                         best_any = alive_iou[i, 0]
                 last_any = best_any
             if track_area and best_root >= 0:
                 r = best_root
-                b0 = x0[r]
-                b1 = y0[r]
-                b2 = min(x1[r] + 1, xmax)
-                b3 = min(y1[r] + 1, ymax)
+                b0 = box[r, 0]
+                b1 = box[r, 1]
+                b2 = min(box[r, 2] + 1, xmax)
+                b3 = min(box[r, 3] + 1, ymax)
                 last_largest = _best_iou(float(b0), float(b1), float(b2), float(b3), gt, gvalid)
             changed = False
         if track_area:
@@ -393,7 +398,7 @@ def _sweep_down(
 @njit(cache=True, nogil=True)
 def _sweep_holes(
     val, filled, depressions, n_dep, stride, height, width, needed, gt, gvalid,
-    parent, x0, y0, x1, y1, slot, alive, alive_iou, lvl_hole, lvl_cover,
+    parent, box, slot, alive, alive_iou, lvl_hole, lvl_cover,
 ):
     """Rising sweep over the pixels that are ever in a hole (``filled > val``): at level t the
     holes of ``val > t`` are the 4-connected regions of ``val <= t < filled``, and a hole leaves
@@ -423,48 +428,83 @@ def _sweep_holes(
             entered[p] = True
             py = p // stride - 1
             px = p - (py + 1) * stride - 1
-            parent[p] = p
-            x0[p] = px
-            x1[p] = px
-            y0[p] = py
-            y1[p] = py
-            slot[p] = n_alive
-            alive[n_alive] = p
-            n_alive += 1
-            root = p
+            root = -1
+            grown = False
             for j in range(4):
                 q = p + (-stride if j == 0 else (stride if j == 1 else (-1 if j == 2 else 1)))
-                if not entered[q]:
+                if not entered[q] or q == p:
                     continue
                 rb = _find(parent, q)
+                if root < 0:
+                    root = rb
+                    continue
                 if rb == root:
                     continue
                 lo = min(root, rb)
                 hi = max(root, rb)
                 parent[hi] = lo
-                x0[lo] = min(x0[lo], x0[hi])
-                y0[lo] = min(y0[lo], y0[hi])
-                x1[lo] = max(x1[lo], x1[hi])
-                y1[lo] = max(y1[lo], y1[hi])
+                box[lo, 0] = min(box[lo, 0], box[hi, 0])
+                box[lo, 1] = min(box[lo, 1], box[hi, 1])
+                box[lo, 2] = max(box[lo, 2], box[hi, 2])
+                box[lo, 3] = max(box[lo, 3], box[hi, 3])
                 n_alive = _drop(np.int64(hi), slot, alive, alive_iou, n_alive)
                 root = lo
-            # a hole border runs through the foreground around the hole
-            e0 = float(x0[root] - 1)
-            e1 = float(y0[root] - 1)
-            e2 = float(min(x1[root] + 2, xmax))
-            e3 = float(min(y1[root] + 2, ymax))
-            i = slot[root]
-            alive_iou[i, 0] = _best_iou(e0, e1, e2, e3, gt, gvalid)
-            alive_iou[i, 1] = _cover(e0, e1, e2, e3, gt, gvalid)
+                grown = True
+            if root < 0:
+                root = p
+                parent[p] = p
+                box[p, 0] = px
+                box[p, 2] = px
+                box[p, 1] = py
+                box[p, 3] = py
+                slot[p] = n_alive
+                alive[n_alive] = p
+                alive_iou[n_alive, 2] = filled[p]  # the level it joins the outer background
+                n_alive += 1
+                grown = True
+            elif p < root:  # the raster-first pixel is the root, as in the falling sweep
+                parent[root] = p
+                parent[p] = p
+                box[p, 0] = min(box[root, 0], px)
+                box[p, 1] = min(box[root, 1], py)
+                box[p, 2] = max(box[root, 2], px)
+                box[p, 3] = max(box[root, 3], py)
+                i = slot[root]
+                alive[i] = p
+                slot[p] = i
+                root = p
+                grown = True
+            else:
+                parent[p] = root
+                if px < box[root, 0]:
+                    box[root, 0] = px
+                    grown = True
+                elif px > box[root, 2]:
+                    box[root, 2] = px
+                    grown = True
+                if py > box[root, 3]:
+                    box[root, 3] = py
+                    grown = True
+            if grown:
+                alive_iou[slot[root], 0] = _STALE
         if not needed[v] or n_alive == 0:
             continue
         best_hole = -1.0
         best_cover = -1.0
         i = 0
         while i < n_alive:
-            if filled[alive[i]] <= v:  # joined the outer background: gone for good
+            if alive_iou[i, 2] <= v:  # joined the outer background: gone for good
                 n_alive = _drop(np.int64(alive[i]), slot, alive, alive_iou, n_alive)
                 continue
+            if alive_iou[i, 0] == _STALE:
+                r = alive[i]
+                # a hole border runs through the foreground around the hole
+                e0 = float(box[r, 0] - 1)
+                e1 = float(box[r, 1] - 1)
+                e2 = float(min(box[r, 2] + 2, xmax))
+                e3 = float(min(box[r, 3] + 2, ymax))
+                alive_iou[i, 0] = _best_iou(e0, e1, e2, e3, gt, gvalid)
+                alive_iou[i, 1] = _cover(e0, e1, e2, e3, gt, gvalid)
             if alive_iou[i, 0] > best_hole:
                 best_hole = alive_iou[i, 0]
             if alive_iou[i, 1] > best_cover:
@@ -509,14 +549,11 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, ring, out_largest, out
     for k in range(n):
         pos[order[k]] = k
     parent = np.empty(size, np.int32)
-    x0 = np.empty(size, np.int32)
-    y0 = np.empty(size, np.int32)
-    x1 = np.empty(size, np.int32)
-    y1 = np.empty(size, np.int32)
+    box = np.empty((size, 4), np.int32)
     area2 = np.empty(size, np.int32)
     slot = np.empty(size, np.int32)
     alive = np.empty(n, np.int32)
-    alive_iou = np.empty((n, 2), np.float64)
+    alive_iou = np.empty((n, 3), np.float64)
     # The hole-filled map: its regions are the outer regions of the map with their holes filled,
     # so they give the largest region and the boxes of every region not inside a hole; where
     # nothing is filled it is the map itself. (Flags as variables, not literals: literals would
@@ -524,7 +561,7 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, ring, out_largest, out
     yes = n > 0
     _sweep_down(
         filled, order, count, pos, stride, height, width, needed, yes, want_any, gt, gvalid,
-        empty_iou, ring, parent, x0, y0, x1, y1, area2, slot, alive, alive_iou,
+        empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
         lvl_largest, lvl_box, lvl_any,
     )
     if want_any and n_dep > 0:
@@ -532,7 +569,7 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, ring, out_largest, out
         lvl_cover = np.full(_NUM_LEVELS, -1.0)
         _sweep_holes(
             val, filled, depressions, n_dep, stride, height, width, needed, gt, gvalid,
-            parent, x0, y0, x1, y1, slot, alive, alive_iou, lvl_hole, lvl_cover,
+            parent, box, slot, alive, alive_iou, lvl_hole, lvl_cover,
         )
         islands = False
         for t in range(_NUM_LEVELS):
@@ -560,7 +597,7 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, ring, out_largest, out
                 pos[order[k]] = k
             _sweep_down(
                 val, order, count, pos, stride, height, width, needed, not yes, yes, gt, gvalid,
-                empty_iou, ring, parent, x0, y0, x1, y1, area2, slot, alive, alive_iou,
+                empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
                 lvl_largest, lvl_box, lvl_any,
             )
         for t in range(_NUM_LEVELS):
