@@ -161,7 +161,7 @@ def _cover(a0, a1, a2, a3, gt, gvalid):
 
 
 @njit(cache=True, nogil=True)
-def _fill_holes(val, stride, height, width, filled, order, count, depressions):
+def _fill_holes(val, stride, height, width, filled, order, pos, count, depressions):
     """Grey-level hole filling by a priority flood from the image border (4-connected).
 
     ``filled[p]`` is the lowest level t at which p joins the background that touches the border:
@@ -169,8 +169,8 @@ def _fill_holes(val, stride, height, width, filled, order, count, depressions):
     path. So p lies in a hole of ``val > t`` exactly for ``val[p] <= t < filled[p]``, and
     ``filled > t`` is the union of the outer regions of ``val > t`` with their holes filled.
     Pixels leave the bucket queue in rising ``filled`` order; ``order`` receives them falling
-    (``count[v]`` of them at level v), ``depressions`` the pixels with ``filled > val``. Returns
-    the number of those.
+    (``count[v]`` of them at level v; ``pos`` is the inverse, ``_OUTSIDE`` on the frame),
+    ``depressions`` the pixels with ``filled > val``. Returns the number of those.
     """
     head = np.full(_NUM_LEVELS, -1, np.int32)
     nxt = np.empty(val.shape[0], np.int32)
@@ -179,6 +179,7 @@ def _fill_holes(val, stride, height, width, filled, order, count, depressions):
         for x in range(width + 2):
             if y == 0 or x == 0 or y == height + 1 or x == width + 1:
                 seen[y * stride + x] = True
+                pos[y * stride + x] = _OUTSIDE
     for y in range(1, height + 1):
         for x in range(1, width + 1):
             if y == 1 or x == 1 or y == height or x == width:
@@ -197,6 +198,7 @@ def _fill_holes(val, stride, height, width, filled, order, count, depressions):
             head[level] = nxt[p]
             done += 1
             order[n - done] = p
+            pos[p] = n - done
             count[level] += 1
             for j in range(4):
                 q = p + (-stride if j == 0 else (stride if j == 1 else (-1 if j == 2 else 1)))
@@ -259,7 +261,7 @@ def _sweep_down(
     offs[7] = -1
     xmax = width - 1
     ymax = height - 1
-    n_alive = 0
+    n_alive = np.int64(0)  # not a literal: a literal would compile _drop twice
     best_root = -1
     best_area = -1
     rescan = False
@@ -419,7 +421,7 @@ def _sweep_holes(
     entered = np.zeros(filled.shape[0], np.bool_)
     xmax = width - 1
     ymax = height - 1
-    n_alive = 0
+    n_alive = np.int64(0)  # not a literal: a literal would compile _drop twice
     k = 0
     for v in range(_NUM_LEVELS - 1):  # level t = v: the background is val <= t
         while k < n_dep and val[order[k]] == v:
@@ -514,104 +516,84 @@ def _sweep_holes(
         lvl_cover[v] = best_cover
 
 
-@njit(cache=True, nogil=True)
-def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, ring, out_largest, out_any, out_boxes):
+_INTERIOR: dict[tuple[int, int], np.ndarray] = {}  # per map shape: its pixels in the framed grid
+
+
+def _interior(height: int, width: int) -> np.ndarray:
+    """Indices of a ``height x width`` map's pixels in the grid with a one-pixel frame."""
+    key = (height, width)
+    idx = _INTERIOR.get(key)
+    if idx is None:
+        stride = width + 2
+        idx = ((np.arange(height)[:, None] + 1) * stride + np.arange(1, width + 1)).ravel()
+        _INTERIOR[key] = idx = idx.astype(np.int32)
+    return idx
+
+
+def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
     """One map: best IoU of the largest region (and of every contour) at each cut in ``cuts``;
     with ``want_boxes`` also the largest region's box (``[0, 0, 0, 0]`` for an empty mask).
 
     The largest region by OpenCV's outer-contour area (holes included) is the largest region of
-    the hole-filled map (:func:`_fill_holes`), whose contour area needs no holes; every contour
-    (MaxBoxAccV2) comes from the regions of the map itself and from the holes.
+    the hole-filled map (:func:`_fill_holes`), whose contour area needs no holes; the same sweep
+    gives the box of every region not inside a hole. Holes come from :func:`_sweep_holes`; the
+    regions inside holes (islands) need a sweep of the map itself, run only when a hole's box
+    could hold a box that beats every other contour at some level. The glue is numpy in Python
+    (tens of microseconds a map): the compiled kernels are what a fresh install compiles, and
+    numba compiles a large entry point slowly.
     """
     height, width = u8.shape
     stride = width + 2
     size = (height + 2) * stride
-    val = np.zeros(size, np.uint8)  # the map inside a frame of zeros (never foreground)
-    for y in range(height):
-        for x in range(width):
-            val[(y + 1) * stride + x + 1] = u8[y, x]
-    needed = np.zeros(_NUM_LEVELS, np.bool_)
-    for i in range(cuts.shape[0]):
-        needed[cuts[i]] = True
-    empty_iou = _best_iou(0.0, 0.0, 0.0, 0.0, gt, gvalid)
-    lvl_largest = np.full(_NUM_LEVELS, empty_iou)
-    lvl_any = np.full(_NUM_LEVELS, empty_iou)
-    lvl_box = np.zeros((_NUM_LEVELS, 4), np.int64)
-
     n = height * width
+    val = np.zeros(size, np.uint8)  # the map inside a frame of zeros (never foreground)
+    val.reshape(height + 2, stride)[1:-1, 1:-1] = u8
+    needed = np.zeros(_NUM_LEVELS, np.bool_)
+    needed[cuts] = True
+    empty_iou = _best_iou(0.0, 0.0, 0.0, 0.0, gt, gvalid)
+    levels = np.full((4, _NUM_LEVELS), empty_iou)  # largest, any, hole, cover
+    lvl_box = np.zeros((_NUM_LEVELS, 4), np.int64)
     filled = np.zeros(size, np.uint8)
     order = np.empty(n, np.int32)
     count = np.zeros(_NUM_LEVELS, np.int64)
     depressions = np.empty(n, np.int32)
-    n_dep = _fill_holes(val, stride, height, width, filled, order, count, depressions)
-
-    pos = np.full(size, _OUTSIDE, np.int32)
-    for k in range(n):
-        pos[order[k]] = k
+    pos = np.empty(size, np.int32)
+    n_dep = _fill_holes(val, stride, height, width, filled, order, pos, count, depressions)
     parent = np.empty(size, np.int32)
     box = np.empty((size, 4), np.int32)
     area2 = np.empty(size, np.int32)
     slot = np.empty(size, np.int32)
     alive = np.empty(n, np.int32)
     alive_iou = np.empty((n, 3), np.float64)
-    # The hole-filled map: its regions are the outer regions of the map with their holes filled,
-    # so they give the largest region and the boxes of every region not inside a hole; where
-    # nothing is filled it is the map itself. (Flags as variables, not literals: literals would
-    # compile a second signature.)
-    yes = n > 0
+    want_any = bool(want_any)
     _sweep_down(
-        filled, order, count, pos, stride, height, width, needed, yes, want_any, gt, gvalid,
-        empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
-        lvl_largest, lvl_box, lvl_any,
+        filled, order, count, pos, stride, height, width, needed, True, want_any, gt, gvalid,
+        empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0], lvl_box,
+        levels[1],
     )
     if want_any and n_dep > 0:
-        lvl_hole = np.full(_NUM_LEVELS, -1.0)
-        lvl_cover = np.full(_NUM_LEVELS, -1.0)
+        levels[2:] = -1.0
         _sweep_holes(
             val, filled, depressions, n_dep, stride, height, width, needed, gt, gvalid,
-            parent, box, slot, alive, alive_iou, lvl_hole, lvl_cover,
+            parent, box, slot, alive, alive_iou, levels[2], levels[3],
         )
-        islands = False
-        for t in range(_NUM_LEVELS):
-            if needed[t] and lvl_cover[t] > max(lvl_any[t], lvl_hole[t]):
-                islands = True  # a region inside a hole might beat every other contour
-                break
-        if islands:
-            # the map itself, every region's outer contour: sorted by value, falling
-            start = np.zeros(_NUM_LEVELS, np.int64)
-            for v in range(_NUM_LEVELS):
-                count[v] = 0
-            for p in range(size):
-                if pos[p] != _OUTSIDE:
-                    count[val[p]] += 1
-            acc = 0
-            for v in range(_NUM_LEVELS - 1, -1, -1):
-                start[v] = acc
-                acc += count[v]
-            for p in range(size):
-                if pos[p] != _OUTSIDE:
-                    v = val[p]
-                    order[start[v]] = p
-                    start[v] += 1
-            for k in range(n):
-                pos[order[k]] = k
+        if (needed & (levels[3] > np.maximum(levels[1], levels[2]))).any():
+            # a region inside a hole might beat every other contour: sweep the map itself
+            inner = _interior(height, width)
+            values = val[inner]
+            order = inner[np.argsort(~values, kind="stable")]  # falling, raster order in a level
+            count = np.bincount(values, minlength=_NUM_LEVELS).astype(np.int64)
+            pos[order] = np.arange(n, dtype=np.int32)
             _sweep_down(
-                val, order, count, pos, stride, height, width, needed, not yes, yes, gt, gvalid,
-                empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
-                lvl_largest, lvl_box, lvl_any,
+                val, order, count, pos, stride, height, width, needed, False, True, gt, gvalid,
+                empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0],
+                lvl_box, levels[1],
             )
-        for t in range(_NUM_LEVELS):
-            if lvl_hole[t] > lvl_any[t]:
-                lvl_any[t] = lvl_hole[t]
-
-    for i in range(cuts.shape[0]):
-        out_largest[i] = lvl_largest[cuts[i]]
-        out_any[i] = lvl_any[cuts[i]]
-        if want_boxes:
-            out_boxes[i, 0] = lvl_box[cuts[i], 0]
-            out_boxes[i, 1] = lvl_box[cuts[i], 1]
-            out_boxes[i, 2] = lvl_box[cuts[i], 2]
-            out_boxes[i, 3] = lvl_box[cuts[i], 3]
+        np.maximum(levels[1], levels[2], out=levels[1])
+    out_largest[:] = levels[0, cuts]
+    out_any[:] = levels[1, cuts]
+    if want_boxes:
+        out_boxes[:] = lvl_box[cuts]
 
 
 def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
@@ -685,7 +667,7 @@ def compiled_threshold_ious(
         # One compiled entry point, called per map: a compiled batch loop around it would be a
         # second kernel to compile (seconds) for a dispatch cost of microseconds per map.
         for b in range(sl.start, min(sl.stop, batch)):
-            _map_ious(*(a[b] for a in args), *flags, _RING, *(o[b] for o in outs))
+            _map_ious(*(a[b] for a in args), *flags, *(o[b] for o in outs))
 
     threads = max(1, min(int(threads), batch))
     if threads == 1:
@@ -700,18 +682,104 @@ def compiled_threshold_ious(
 
 def cache_dir() -> str:
     """The folder numba caches this module's compiled code in."""
-    return str(_map_ious._cache._cache_path)
+    return str(_sweep_down._cache._cache_path)
 
 
-def warm_up() -> float:
-    """Compile (or load from the cache) the sweep's one signature; returns the seconds it took.
+def _tiny_inputs() -> dict:
+    """Arrays of the types :func:`_map_ious` hands its kernels, for a 6 x 6 map with a hole."""
+    u8 = np.zeros((6, 6), np.uint8)
+    u8[1:5, 1:5] = 200
+    u8[2:4, 2:4] = 50
+    height, width = u8.shape
+    stride = width + 2
+    size = (height + 2) * stride
+    n = height * width
+    val = np.zeros((height + 2, stride), np.uint8)
+    val[1:-1, 1:-1] = u8
+    return dict(
+        val=val.ravel(), stride=stride, height=height, width=width, size=size, n=n,
+        filled=np.zeros(size, np.uint8), order=np.empty(n, np.int32),
+        count=np.zeros(_NUM_LEVELS, np.int64), depressions=np.empty(n, np.int32),
+        needed=np.ones(_NUM_LEVELS, np.bool_), gt=np.array([[1.0, 1.0, 4.0, 4.0]]),
+        gvalid=np.ones(1, np.bool_), parent=np.empty(size, np.int32),
+        box=np.empty((size, 4), np.int32), area2=np.empty(size, np.int32),
+        slot=np.empty(size, np.int32), alive=np.empty(n, np.int32),
+        alive_iou=np.empty((n, 3), np.float64), levels=np.zeros((4, _NUM_LEVELS), np.float64),
+        lvl_box=np.zeros((_NUM_LEVELS, 4), np.int64),
+    )
+
+
+def _compile_holes() -> None:
+    """Compile (or load) :func:`_sweep_holes` for the argument types :func:`_map_ious` passes."""
+    a = _tiny_inputs()
+    filled = a["val"].copy()
+    hole = np.flatnonzero(a["val"] == 50).astype(np.int32)
+    filled[hole] = 200
+    a["depressions"][: hole.size] = hole
+    _sweep_holes(
+        a["val"], filled, a["depressions"], hole.size, a["stride"], a["height"], a["width"],
+        a["needed"], a["gt"], a["gvalid"], a["parent"], a["box"], a["slot"], a["alive"],
+        a["alive_iou"], a["levels"][2], a["levels"][3],
+    )
+
+
+def _compile_down() -> None:
+    """Compile (or load) :func:`_fill_holes` and :func:`_sweep_down` for the argument types
+    :func:`_map_ious` passes."""
+    a = _tiny_inputs()
+    pos = np.empty(a["size"], np.int32)
+    _fill_holes(
+        a["val"], a["stride"], a["height"], a["width"], a["filled"], a["order"], pos, a["count"],
+        a["depressions"],
+    )
+    _sweep_down(
+        a["filled"], a["order"], a["count"], pos, a["stride"], a["height"], a["width"],
+        a["needed"], True, True, a["gt"], a["gvalid"], 0.0, _RING, a["parent"], a["box"],
+        a["area2"], a["slot"], a["alive"], a["alive_iou"], a["levels"][0], a["lvl_box"],
+        a["levels"][1],
+    )
+
+
+def _cache_is_warm() -> bool:
+    """Whether numba's cache already holds the kernels for this source (best effort)."""
+    try:
+        return all(
+            bool(f._cache._cache_file._load_index()) for f in (_sweep_down, _sweep_holes, _fill_holes)
+        )
+    except Exception:  # numba internals: when unsure, act as if cold
+        return False
+
+
+def warm_up(parallel: bool | None = None) -> float:
+    """Compile (or load from the cache) the sweep; returns the seconds it took.
 
     ``make setup`` calls it (``python -m infocam_exp.evaluate --warm-up``), so the first real
-    evaluation in a new environment loads the cache instead of compiling.
+    evaluation in a new environment loads the cache instead of compiling; the evaluate CLI calls
+    it before reading any map. With an empty cache (``parallel`` None: detected) a forked child
+    compiles the hole kernels into the cache while this process compiles the falling sweep, then
+    the entry point is compiled here, loading both from the cache: numba compiles one function at
+    a time per process, so this uses a second core for the first call of a fresh install. Where
+    ``os.fork`` is missing or not Linux's, or the child fails, everything compiles here.
     """
+    import sys
     import time
 
     start = time.perf_counter()
+    if parallel is None:
+        parallel = not _cache_is_warm()
+    child = 0
+    if parallel and sys.platform.startswith("linux") and hasattr(os, "fork"):
+        child = os.fork()
+        if child == 0:  # the child: compile, write the cache, leave without Python's cleanup
+            code = 1
+            try:
+                _compile_holes()
+                code = 0
+            finally:
+                os._exit(code)
+    if child:
+        _compile_down()
+        os.waitpid(child, 0)  # whatever the child managed is in the cache; the rest compiles here
     rng = np.random.default_rng(0)
     u8 = rng.integers(0, 256, size=(1, 8, 8), dtype=np.uint8)
     compiled_threshold_ious(
