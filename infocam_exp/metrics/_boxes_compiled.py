@@ -74,25 +74,55 @@ _STALE = -2.0  # a live region's cached IoU after its box grew (IoUs lie in [0, 
 
 def _ring_table() -> np.ndarray:
     """Per 8-bit mask of entered neighbours (ring order NW, N, NE, E, SE, S, SW, W): the number of
-    separate runs, the ring position where each run starts, and the contour-area gain.
+    groups of them that are 8-connected among themselves, one ring position in each group, the
+    contour-area gain, and the change of 4 x the Euler number of the 8-connected foreground.
 
-    Two neighbours next to each other on the ring are 8-adjacent, so entered neighbours in one run
-    already share a region: one union per run is enough. The four 2x2 windows around a pixel are
-    it plus ring positions (7, 0, 1), (1, 2, 3), (3, 4, 5), (5, 6, 7); a window gains half a unit
-    of contour area when its third corner enters and half when its fourth does, i.e. when the
-    entering pixel finds two or three of the other corners already in.
+    Entered neighbours next to each other on the ring are 8-adjacent, and so are two edge
+    neighbours around a corner (N and W, N and E, ...): such neighbours already share a region,
+    so one union per group is enough, and two groups found in the same region mean the entering
+    pixel closes a loop around background. The four 2x2 windows around a pixel are it plus ring
+    positions (7, 0, 1), (1, 2, 3), (3, 4, 5), (5, 6, 7); a window gains half a unit of contour
+    area when its third corner enters and half when its fourth does, i.e. when the entering
+    pixel finds two or three of the other corners already in.
     """
-    table = np.zeros((_NUM_LEVELS, 6), np.int32)
+    links = [(i, (i + 1) % 8) for i in range(8)] + [(1, 3), (3, 5), (5, 7), (7, 1)]
+    # the four windows as (top-left, top-right, bottom-left, bottom-right); -1 is the pixel
+    windows = ((0, 1, 7, -1), (1, 2, -1, 3), (-1, 3, 5, 4), (7, -1, 6, 5))
+
+    def quad(tl: int, tr: int, bl: int, br: int) -> int:
+        # Gray's bit-quad term of one window in 4 x (8-connected Euler number)
+        k = tl + tr + bl + br
+        if k == 1:
+            return 1
+        if k == 3:
+            return -1
+        if k == 2 and tl == br:
+            return -2
+        return 0
+
+    table = np.zeros((_NUM_LEVELS, 7), np.int32)
     for mask in range(_NUM_LEVELS):
         bits = [(mask >> i) & 1 for i in range(8)]
-        starts = [i for i in range(8) if bits[i] and not bits[(i - 1) % 8]]
-        if mask == 255:
-            starts = [0]
-        table[mask, 0] = len(starts)
-        table[mask, 1 : 1 + len(starts)] = starts
+        group = list(range(8))
+
+        def top(i: int) -> int:
+            while group[i] != i:
+                i = group[i]
+            return i
+
+        for i, j in links:
+            if bits[i] and bits[j]:
+                group[max(top(i), top(j))] = min(top(i), top(j))
+        firsts = sorted({top(i) for i in range(8) if bits[i]})
+        table[mask, 0] = len(firsts)
+        table[mask, 1 : 1 + len(firsts)] = firsts
         table[mask, 5] = sum(
             bits[a] + bits[b] + bits[c] >= 2 for a, b, c in ((7, 0, 1), (1, 2, 3), (3, 4, 5), (5, 6, 7))
         )
+        for corners in windows:
+            before = [0 if c < 0 else bits[c] for c in corners]
+            after = [1 if c < 0 else bits[c] for c in corners]
+            table[mask, 6] += quad(*after) - quad(*before)
     return table
 
 
@@ -220,6 +250,34 @@ def _fill_holes(val, stride, height, width, filled, order, pos, count, depressio
 
 
 @njit(cache=True, nogil=True)
+def _sort_levels(val, stride, height, width, order, pos, count):
+    """The map's pixels by falling value, raster order within a value (a counting sort):
+    ``order``, its inverse ``pos`` (``_OUTSIDE`` on the frame) and ``count[v]`` per value."""
+    for v in range(_NUM_LEVELS):
+        count[v] = 0
+    for y in range(height + 2):
+        for x in range(width + 2):
+            p = y * stride + x
+            if y == 0 or x == 0 or y == height + 1 or x == width + 1:
+                pos[p] = _OUTSIDE
+            else:
+                count[val[p]] += 1
+    start = np.empty(_NUM_LEVELS, np.int64)
+    acc = 0
+    for v in range(_NUM_LEVELS - 1, -1, -1):
+        start[v] = acc
+        acc += count[v]
+    for y in range(1, height + 1):
+        for x in range(1, width + 1):
+            p = y * stride + x
+            v = val[p]
+            k = start[v]
+            order[k] = p
+            pos[p] = k
+            start[v] = k + 1
+
+
+@njit(cache=True, nogil=True)
 def _drop(hi, slot, alive, alive_iou, n_alive):
     """Remove root ``hi`` from the live list (the last entry takes its place); returns the new
     length."""
@@ -236,8 +294,8 @@ def _drop(hi, slot, alive, alive_iou, n_alive):
 
 @njit(cache=True, nogil=True)
 def _sweep_down(
-    val, order, count, pos, stride, height, width, needed, track_area, track_any, gt, gvalid,
-    empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
+    val, order, count, pos, stride, height, width, needed, track_area, track_any, stop_at_hole,
+    gt, gvalid, empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
     lvl_largest, lvl_box, lvl_any,
 ):
     """Falling sweep: pixels enter in ``order`` (``count[v]`` at value v, from 255 down to 1;
@@ -247,8 +305,10 @@ def _sweep_down(
     for ``track_any``, their box's best IoU beside them in ``alive_iou``, recomputed only when the
     box grows. After the pixels of value v, level ``t = v - 1`` is read where ``needed``:
     ``track_area`` writes the largest region's box and IoU (``lvl_box``, ``lvl_largest``),
-    ``track_any`` the best IoU of any region (``lvl_any``). ``val`` is unused: it keeps the
-    signature that of the other sweep.
+    ``track_any`` the best IoU of any region (``lvl_any``). With ``stop_at_hole`` it returns
+    True at the first needed level with a hole (fewer holes than regions minus the Euler number,
+    kept as a running sum), leaving the outputs incomplete; otherwise it returns False. ``val``
+    is unused.
     """
     offs = np.empty(8, np.int64)
     offs[0] = -stride - 1
@@ -266,6 +326,7 @@ def _sweep_down(
     best_area = -1
     rescan = False
     changed = False
+    euler4 = 0
     last_largest = empty_iou
     last_any = empty_iou
     b0 = 0
@@ -341,6 +402,7 @@ def _sweep_down(
                         grown = True
             if grown:
                 alive_iou[slot[root], 0] = _STALE
+            euler4 += ring[mask, 6]
             if track_area:
                 area2[root] += ring[mask, 5]
                 a = area2[root]
@@ -357,6 +419,8 @@ def _sweep_down(
         t = v - 1
         if not needed[t]:
             continue
+        if stop_at_hole and 4 * n_alive > euler4:
+            return True  # regions minus the Euler number: this level has a hole
         if changed:
             if rescan:
                 best_area = -1
@@ -395,6 +459,7 @@ def _sweep_down(
             lvl_box[t, 3] = b3
         if track_any:
             lvl_any[t] = last_any
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -516,20 +581,6 @@ def _sweep_holes(
         lvl_cover[v] = best_cover
 
 
-_INTERIOR: dict[tuple[int, int], np.ndarray] = {}  # per map shape: its pixels in the framed grid
-
-
-def _interior(height: int, width: int) -> np.ndarray:
-    """Indices of a ``height x width`` map's pixels in the grid with a one-pixel frame."""
-    key = (height, width)
-    idx = _INTERIOR.get(key)
-    if idx is None:
-        stride = width + 2
-        idx = ((np.arange(height)[:, None] + 1) * stride + np.arange(1, width + 1)).ravel()
-        _INTERIOR[key] = idx = idx.astype(np.int32)
-    return idx
-
-
 def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
     """One map: best IoU of the largest region (and of every contour) at each cut in ``cuts``;
     with ``want_boxes`` also the largest region's box (``[0, 0, 0, 0]`` for an empty mask).
@@ -558,7 +609,6 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
     count = np.zeros(_NUM_LEVELS, np.int64)
     depressions = np.empty(n, np.int32)
     pos = np.empty(size, np.int32)
-    n_dep = _fill_holes(val, stride, height, width, filled, order, pos, count, depressions)
     parent = np.empty(size, np.int32)
     box = np.empty((size, 4), np.int32)
     area2 = np.empty(size, np.int32)
@@ -566,11 +616,22 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
     alive = np.empty(n, np.int32)
     alive_iou = np.empty((n, 3), np.float64)
     want_any = bool(want_any)
-    _sweep_down(
-        filled, order, count, pos, stride, height, width, needed, True, want_any, gt, gvalid,
+    # Most maps never have a hole at a needed level: one sweep of the map itself does, stopped
+    # at the first level with a hole.
+    _sort_levels(val, stride, height, width, order, pos, count)
+    n_dep = 0
+    if _sweep_down(
+        val, order, count, pos, stride, height, width, needed, True, want_any, True, gt, gvalid,
         empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0], lvl_box,
         levels[1],
-    )
+    ):
+        count[:] = 0
+        n_dep = _fill_holes(val, stride, height, width, filled, order, pos, count, depressions)
+        _sweep_down(
+            filled, order, count, pos, stride, height, width, needed, True, want_any, False, gt,
+            gvalid, empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0],
+            lvl_box, levels[1],
+        )
     if want_any and n_dep > 0:
         levels[2:] = -1.0
         _sweep_holes(
@@ -579,14 +640,10 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
         )
         if (needed & (levels[3] > np.maximum(levels[1], levels[2]))).any():
             # a region inside a hole might beat every other contour: sweep the map itself
-            inner = _interior(height, width)
-            values = val[inner]
-            order = inner[np.argsort(~values, kind="stable")]  # falling, raster order in a level
-            count = np.bincount(values, minlength=_NUM_LEVELS).astype(np.int64)
-            pos[order] = np.arange(n, dtype=np.int32)
+            _sort_levels(val, stride, height, width, order, pos, count)
             _sweep_down(
-                val, order, count, pos, stride, height, width, needed, False, True, gt, gvalid,
-                empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0],
+                val, order, count, pos, stride, height, width, needed, False, True, False, gt,
+                gvalid, empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0],
                 lvl_box, levels[1],
             )
         np.maximum(levels[1], levels[2], out=levels[1])
@@ -732,9 +789,10 @@ def _compile_down() -> None:
         a["val"], a["stride"], a["height"], a["width"], a["filled"], a["order"], pos, a["count"],
         a["depressions"],
     )
+    _sort_levels(a["val"], a["stride"], a["height"], a["width"], a["order"], pos, a["count"])
     _sweep_down(
         a["filled"], a["order"], a["count"], pos, a["stride"], a["height"], a["width"],
-        a["needed"], True, True, a["gt"], a["gvalid"], 0.0, _RING, a["parent"], a["box"],
+        a["needed"], True, True, False, a["gt"], a["gvalid"], 0.0, _RING, a["parent"], a["box"],
         a["area2"], a["slot"], a["alive"], a["alive_iou"], a["levels"][0], a["lvl_box"],
         a["levels"][1],
     )
