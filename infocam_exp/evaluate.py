@@ -390,6 +390,12 @@ def evaluate(
     chunks = [ids[i : i + per] for i in range(0, len(ids), per)]
     hits = _Hits(np.zeros(taus.size, np.int64), np.zeros((len(IOU_THRESHOLDS), taus.size), np.int64))
     # a tqdm bar with maps/s on a terminal; off a terminal a line at most every 10% / 30 s
+    if backend == "compiled" and on_cpu:
+        from infocam_exp.metrics import _boxes_compiled
+
+        if not _boxes_compiled._cache_is_warm():
+            # a fresh install: compile on two cores before any thread starts (it forks)
+            _boxes_compiled.warm_up(parallel=True)
     bar = ProgressCount(len(ids), desc="heatmaps", unit="map", enabled=progress)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:

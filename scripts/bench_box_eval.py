@@ -22,10 +22,13 @@ box metadata into a temporary folder, then runs ``python -m infocam_exp.evaluate
 subprocess twice, first with an empty numba cache (a fresh install: ``cold``) and then with the
 cache that run filled (``warm``), and times wsolevaluation's per-image procedure (read the
 ``.npy``, normalise, OpenCV at every threshold, the largest contour's box only: V1) on
-``--opencv-maps`` of the same files in the same run. It prints maps/s of each and the ratios::
+``--opencv-maps`` of the same files right before, between and right after the two CLI runs
+(this machine's speed drifts by tens of percent within a minute; each ratio uses the mean of the
+two reference timings around its run). It prints maps/s of each, the ratios, and with
+``--repeats`` above 1 their medians::
 
     python scripts/bench_box_eval.py --whole-process [--maps 3000] [--thresholds 1000]
-        [--opencv-maps 30] [--repeats 1] [--data DIR]
+        [--opencv-maps 20] [--repeats 3] [--data DIR]
 """
 
 from __future__ import annotations
@@ -259,21 +262,33 @@ def whole_process(args: argparse.Namespace) -> None:
         for rep in range(args.repeats):
             log.info("load average %.2f %.2f %.2f", *os.getloadavg())
             cache = root / f"numba_cache_{rep}"
+            # The machine's speed drifts by tens of percent within a minute, so the reference
+            # is timed right before and right after each CLI run and each ratio uses the mean
+            # of the two around it.
+            ref0 = wsolevaluation_v1_rate(meta, heat, args.opencv_maps, args.thresholds)
             cold = run_cli(meta, heat, args.thresholds, cache, root / "cold.json")
+            ref1 = wsolevaluation_v1_rate(meta, heat, args.opencv_maps, args.thresholds)
             warm = run_cli(meta, heat, args.thresholds, cache, root / "warm.json")
-            ref = wsolevaluation_v1_rate(meta, heat, args.opencv_maps, args.thresholds)
+            ref2 = wsolevaluation_v1_rate(meta, heat, args.opencv_maps, args.thresholds)
             same = (root / "cold.json").read_text() == (root / "warm.json").read_text()
-            results.append((cold, warm, ref))
+            cold_x = args.maps / cold / ((ref0 + ref1) / 2)
+            warm_x = args.maps / warm / ((ref1 + ref2) / 2)
+            results.append((cold, warm, cold_x, warm_x))
             log.info(
                 "run %d: CLI (V1 + V2) cold %.1f s = %.1f maps/s (%.0fx), warm %.1f s = %.1f "
-                "maps/s (%.0fx); wsolevaluation V1 loop %.3f maps/s (%d maps); cold and warm "
-                "reports %s",
-                rep, cold, args.maps / cold, args.maps / cold / ref, warm, args.maps / warm,
-                args.maps / warm / ref, ref, args.opencv_maps,
-                "identical" if same else "DIFFER",
+                "maps/s (%.0fx); wsolevaluation V1 loop %.2f / %.2f / %.2f maps/s (%d maps, "
+                "before cold / between / after warm); cold and warm reports %s",
+                rep, cold, args.maps / cold, cold_x, warm, args.maps / warm, warm_x, ref0, ref1,
+                ref2, args.opencv_maps, "identical" if same else "DIFFER",
             )
             if not same:
                 raise SystemExit("cold and warm runs wrote different reports")
+        if len(results) > 1:
+            med = np.median(np.array(results), axis=0)
+            log.info(
+                "median of %d runs: cold %.1f s (%.0fx), warm %.1f s (%.0fx)",
+                len(results), med[0], med[2], med[1], med[3],
+            )
         report = json.loads((root / "warm.json").read_text())
         log.info("metrics: %s", {k: round(v, 4) for k, v in report["metrics"].items()})
     log.info("load average after: %.2f %.2f %.2f", *os.getloadavg())
@@ -287,7 +302,7 @@ def main() -> None:
     )
     parser.add_argument("--torch-maps", type=int, default=40, help="maps for the torch sweep")
     parser.add_argument(
-        "--opencv-maps", type=int, default=None, help="maps for the OpenCV loop (8; 30 with "
+        "--opencv-maps", type=int, default=None, help="maps for the OpenCV loop (8; 20 with "
         "--whole-process)"
     )
     parser.add_argument("--size", type=int, default=224)
@@ -311,7 +326,7 @@ def main() -> None:
         help="time the evaluate CLI as a subprocess (cold and warm numba cache) against "
         "wsolevaluation's per-image V1 loop; --maps maps (default 3000), --thresholds N (1000)",
     )
-    parser.add_argument("--repeats", type=int, default=1, help="--whole-process runs")
+    parser.add_argument("--repeats", type=int, default=3, help="--whole-process runs (medians reported)")
     parser.add_argument(
         "--data", help="--whole-process: keep the generated maps here and reuse them next time"
     )
@@ -320,7 +335,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.whole_process:
         args.maps = 3000 if args.maps is None else args.maps
-        args.opencv_maps = 30 if args.opencv_maps is None else args.opencv_maps
+        args.opencv_maps = 20 if args.opencv_maps is None else args.opencv_maps
         args.thresholds = 1000 if args.thresholds is None else args.thresholds[0]
         log.info(
             "whole process: %d maps of %d x %d, %d thresholds, V1 + V2; %d CPUs; uptime: %s",
