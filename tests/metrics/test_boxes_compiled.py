@@ -8,6 +8,7 @@ and the all-contour IoUs (MaxBoxAccV2) must equal the independent OpenCV referen
 from __future__ import annotations
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -199,3 +200,109 @@ def test_compiled_uint8_conversion_is_byte_identical(dtype):
     want = [normalize_to_uint8(m) for m in maps.numpy()]  # the independent numpy reference
     assert all((got[i] == want[i]).all() for i in range(len(want)))
     assert got[6].max() == 0 and got[7].max() == 0 and got[0].max() == 255
+
+
+def test_region_inside_a_hole_can_be_the_best_contour():
+    # A ring (200) around a moat (0) holding a one-pixel island (150); the ground truth is the
+    # island. Normalised, the ring is 255 and the island 191. Below 191 the contours are the
+    # ring, the moat's border and the island, whose box
+    # [4, 4, 4 + 1, 4 + 1] (4 px) against the 1-px ground truth gives IoU 1 / 4; the ring's box
+    # and the moat's border box are both [1, 1, 1 + 7, 1 + 7] (64 px): 1 / 64. Above 191 the
+    # island is gone and 1 / 64 is the best. (The compiled sweep scores islands with a separate pass, run
+    # only when a hole's box could hold a better box than every other contour.)
+    m = torch.zeros(1, 9, 9, dtype=torch.float64)
+    m[0, 1:8, 1:8] = 200
+    m[0, 2:7, 2:7] = 0
+    m[0, 4, 4] = 150
+    taus = torch.tensor([0.1, 0.5, 0.8])  # cuts 25, 127 and 204 of the peak 255
+    got_l, got_a = _one(m, [4, 4, 4, 4], taus)
+    assert got_a[0].tolist() == [1 / 4, 1 / 4, 1 / 64]
+    ref_l, ref_a = opencv_threshold_ious(m, torch.tensor([[[4, 4, 4, 4]]]), taus)
+    assert torch.equal(got_a, ref_a) and torch.equal(got_l, ref_l)
+
+
+def _nested_rectangles(num: int, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Small maps of nested rectangles, high and low in turn (rings, holes, islands in holes,
+    holes in islands), with sparse noise; the ground truth is often a few pixels inside the
+    innermost rectangle, where an island's box or a hole's border can be the best contour."""
+    g = np.random.default_rng(seed)
+    maps, boxes = [], []
+    for i in range(num):
+        h, w = (int(v) for v in g.integers(3, 20, size=2))
+        m = np.zeros((h, w))
+        y0, x0, y1, x1 = 0, 0, h, w
+        for k in range(int(g.integers(1, 6))):
+            y0, x0 = y0 + int(g.integers(0, 3)), x0 + int(g.integers(0, 3))
+            y1, x1 = max(y0 + 1, y1 - int(g.integers(0, 3))), max(x0 + 1, x1 - int(g.integers(0, 3)))
+            m[y0:y1, x0:x1] = g.integers(128, 256) if k % 2 == 0 else g.integers(0, 128)
+        m = np.maximum(m, (g.random((h, w)) < 0.05) * g.integers(0, 256))
+        if i % 2:
+            gx, gy = min(x0, w - 1), min(y0, h - 1)
+            size = int(g.integers(0, 3))
+        else:
+            gx, gy = int(g.integers(0, w)), int(g.integers(0, h))
+            size = int(g.integers(1, max(w, h)))
+        maps.append(torch.from_numpy(m))
+        boxes.append([gx, gy, min(gx + size, w - 1), min(gy + size, h - 1)])
+    return maps, torch.tensor(boxes)[:, None, :]
+
+
+def test_nested_rectangles_against_opencv():
+    maps, gt = _nested_rectangles(240, seed=3)
+    taus = default_thresholds(1000)
+    for m, box in zip(maps, gt):
+        got = batched_threshold_ious(m[None], box[None], taus, backend="compiled")
+        ref = opencv_threshold_ious(m[None], box[None], taus)
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), m
+
+
+def _in_subprocess(code: str, cache) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return res.stdout.split()
+
+
+def test_an_empty_cache_is_filled_by_two_processes(tmp_path):
+    # The parent compiles the falling sweep while a forked child compiles the hole sweep into
+    # the cache; the parent then loads the hole sweep from there instead of compiling it.
+    code = (
+        "from infocam_exp.metrics import _boxes_compiled as m\n"
+        "print(m._cache_is_warm())\n"
+        "m.warm_up(parallel=True)\n"
+        "for f in (m._sweep_holes, m._sweep_down):\n"
+        "    print(sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))\n"
+    )
+    out = _in_subprocess(code, tmp_path)
+    assert out[0] == "False"
+    holes_hits, holes_misses, down_hits, down_misses = (int(v) for v in out[1:])
+    assert (holes_hits, holes_misses) == (1, 0)  # compiled by the child, loaded here
+    assert down_misses == 1  # compiled here
+    # a later process finds everything in the cache
+    assert _in_subprocess(code.replace("parallel=True", "parallel=None"), tmp_path)[:1] == ["True"]
+
+
+def test_a_failing_compile_child_leaves_the_work_to_the_parent(tmp_path):
+    code = (
+        "import numpy as np\n"
+        "from infocam_exp.metrics import _boxes_compiled as m\n"
+        "def boom():\n"
+        "    raise RuntimeError('child failed')\n"
+        "m._compile_holes = boom\n"
+        "m.warm_up(parallel=True)\n"
+        "u8 = np.zeros((1, 9, 9), np.uint8)\n"
+        "u8[0, 1:8, 1:8] = 200\n"
+        "u8[0, 2:7, 2:7] = 0\n"
+        "l, a, _ = m.compiled_threshold_ious(u8, np.array([[100]]), np.array([[[2., 2., 6., 6.]]]),\n"
+        "                                    np.ones((1, 1), bool))\n"
+        "print(a[0, 0], sum(m._sweep_holes.stats.cache_misses.values()))\n"
+    )
+    iou, holes_misses = _in_subprocess(code, tmp_path)
+    # the hole's border box [1, 1, 1 + 7, 1 + 7] (64 px) against the hole [2, 2, 6, 6] (25 px)
+    assert float(iou) == 25 / 64
+    assert int(holes_misses) == 1  # compiled by the parent
