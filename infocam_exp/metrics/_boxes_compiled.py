@@ -131,14 +131,11 @@ _RING = _ring_table()
 
 @njit(cache=True, nogil=True)
 def _find(parent, x):
-    root = x
-    while parent[root] != root:
-        root = parent[root]
-    while parent[x] != root:  # path compression
-        nxt = parent[x]
-        parent[x] = root
-        x = nxt
-    return root
+    while parent[x] != x:  # path halving
+        grand = parent[parent[x]]
+        parent[x] = grand
+        x = grand
+    return x
 
 
 @njit(cache=True, nogil=True)
@@ -340,10 +337,16 @@ def _sweep_down(
             changed = True
         while k < end:
             p = order[k]
-            mask = 0
-            for i in range(8):
-                if pos[p + offs[i]] < k:
-                    mask |= 1 << i
+            mask = (
+                (pos[p - stride - 1] < k)
+                | ((pos[p - stride] < k) << 1)
+                | ((pos[p - stride + 1] < k) << 2)
+                | ((pos[p + 1] < k) << 3)
+                | ((pos[p + stride + 1] < k) << 4)
+                | ((pos[p + stride] < k) << 5)
+                | ((pos[p + stride - 1] < k) << 6)
+                | ((pos[p - 1] < k) << 7)
+            )
             py = p // stride - 1
             px = p - (py + 1) * stride - 1
             runs = ring[mask, 0]
