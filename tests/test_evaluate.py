@@ -198,3 +198,57 @@ def test_cpu_evaluation_needs_no_torch_sweep_and_the_torch_backend_agrees(split,
 def test_warm_up_reports_the_cache_folder(capsys):
     assert main(["--warm-up"]) == 0
     assert "numba cache:" in capsys.readouterr().out
+
+
+def test_fast_npy_reader_equals_np_load_and_falls_back(tmp_path):
+    from infocam_exp.evaluate import _NPY_HEADERS, _read_npy
+
+    _NPY_HEADERS.clear()
+    g = np.random.default_rng(0)
+    arrays = {
+        "a.npy": g.random((7, 5), dtype=np.float32),
+        "b.npy": g.random((7, 5), dtype=np.float32),  # same header: read straight
+        "c.npy": g.random((5, 7)),  # another shape and dtype
+        "d.npy": np.asfortranarray(g.random((7, 5), dtype=np.float32)),  # Fortran order
+        "e.npy": g.random((7, 5)).astype(">f8"),  # big-endian
+    }
+    for name, arr in arrays.items():
+        np.save(tmp_path / name, arr)
+    for name, arr in arrays.items():
+        got = _read_npy(tmp_path / name)
+        assert got.dtype == arr.dtype and got.shape == arr.shape and np.array_equal(got, arr)
+    assert len(_NPY_HEADERS) == 3  # Fortran order is never cached
+    assert sum(h[0] == open(tmp_path / "a.npy", "rb").read(len(h[0])) for h in _NPY_HEADERS) == 1
+    # a file cut short, or with bytes after the data, under a cached header: np.load decides
+    raw = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(raw[:-4])
+    with pytest.raises(ValueError):
+        _read_npy(tmp_path / "short.npy")
+    (tmp_path / "long.npy").write_bytes(raw + b"\0" * 4)
+    assert np.array_equal(_read_npy(tmp_path / "long.npy"), np.load(tmp_path / "long.npy"))
+
+
+def test_truncated_heatmap_is_a_clear_error(split):
+    meta, heat, ids, *_ = split
+    path = heat / f"{ids[1]}.npy"
+    path.write_bytes(path.read_bytes()[:200])
+    msg = _error(meta, heat)
+    assert str(path) in msg and "not a readable .npy array" in msg
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_per_map_uint8_conversion_equals_the_batched_one(dtype):
+    from infocam_exp.evaluate import _heatmap_u8
+    from infocam_exp.metrics._boxes_compiled import maps_to_uint8
+
+    g = np.random.default_rng(1)
+    for i in range(200):
+        top = 2 if dtype == np.float16 else 6  # float16 overflows past 65504
+        m = g.standard_normal((13, 11)) * 10.0 ** g.integers(-4, top) + g.integers(-9, 9) * 10.0**top
+        if i == 0:
+            m[:] = 2.5  # constant: no region
+        if i == 1:
+            m[4, 4] = np.nan  # with --allow-nan: no region
+        m = m.astype(dtype)
+        want = maps_to_uint8(m[None] if dtype != np.float16 else m[None].astype(np.float32))[0]
+        assert np.array_equal(_heatmap_u8(m, True), want), i

@@ -1,20 +1,35 @@
 """Compiled (numba) CPU form of the level sweep in :mod:`infocam_exp.metrics.boxes`.
 
-Same semantics as the torch sweep there (read that module's docstring): per map, a union-find over
-the pixels entering in decreasing uint8 value (8-connected), each region carrying its bounding
-box and its contour area (in half units, from the 2x2-window rule), read at every needed cut; a
-second, rising sweep over the background (4-connected) gives the hole-border boxes, run only on
-maps whose Euler numbers show a hole at some needed cut. At cuts with holes, the largest region
-is chosen by its hole-filled (OpenCV outer-contour) area, see :func:`_filled_largest`. Maps are
-independent: the kernel releases the GIL (``nogil``), so Python threads split a batch (one
-compiled signature, no ``parallel=True``: numba's parallel pass and its thread pool cost compile
-time and add nothing here). Compiled code is cached on disk (``cache=True``, see
-:mod:`infocam_exp.metrics._numba_cache`): the first call in a fresh environment compiles, later
-processes load the cache.
+Same semantics as the torch sweep there (read that module's docstring), computed differently:
+
+- **One sweep for most maps.** The map's pixels enter in falling uint8 value (a counting sort,
+  raster order within a value) and 8-connected regions merge in a union-find whose root is each
+  region's raster-first pixel; every root keeps its box and its contour area in half units (the
+  2x2-window rule). For each entering pixel one 8-bit mask of already-entered neighbours indexes
+  a table (:func:`_ring_table`) that gives the unions to make (one per group of neighbours that
+  already touch), the contour-area gain and the change of the Euler number. Regions minus the
+  Euler number count the holes at each level, so the sweep knows, level by level, whether its
+  answers hold: without a hole at a read level the largest region by window area is OpenCV's
+  largest contour, and the regions' boxes are all the contours. (:func:`_sweep_down`)
+- **Maps with a hole at a read level** (noisy maps; 1-6% of smooth ones) stop there and take
+  three passes. (1) Grey-level hole filling by a priority flood from the border
+  (:func:`_fill_holes`): ``filled[p]`` is the lowest level at which p joins the outer
+  background. The regions of ``filled > t`` are the outer regions of ``u8 > t`` with their holes
+  (and whatever is inside them) filled in, so their window areas are OpenCV's outer-contour
+  areas and the largest one is OpenCV's largest contour; their boxes are those regions' boxes.
+  (2) The holes at level t are the 4-connected regions of ``u8 <= t < filled``: a rising sweep
+  over those pixels alone scores each hole border's box (:func:`_sweep_holes`). (3) Regions
+  inside holes (islands) are missing from (1); a hole's border box bounds the IoU of anything
+  inside it, so the map itself is swept again only when that bound beats every other contour
+  at some read level.
+- **Speed.** Per map the kernels release the GIL (``nogil``), so Python threads split a batch;
+  a region's IoU is computed only at read levels and only after its box grew; the glue between
+  kernels is numpy (:func:`_map_ious`). Compiled code is cached on disk (``cache=True``, where
+  :func:`fallback_cache_dir` says); with an empty cache :func:`warm_up` compiles the kernels in
+  two processes at once.
 
 Everything here works on plain numpy arrays; :func:`infocam_exp.metrics.boxes.batched_threshold_ious`
-is the public entry point.
-"""
+is the public entry point."""
 
 from __future__ import annotations
 

@@ -47,13 +47,11 @@ a running sum over levels) counts holes without labelling them. A hole border's 
 the hole's pixel box grown by one pixel on each side.
 
 Holes and the largest region: the running area above counts only windows of region pixels, while
-OpenCV's outer contour also covers the region's holes (and anything inside them). Where a cut has
-a hole (regions minus Euler number > 0) and another region's box could hold more area than the
-running leader, the compiled sweep labels the background at that cut and adds each hole's own
-contour area (half a unit per window with one corner in the hole, a unit per window with two or
-more) and the filled areas of the islands inside it, giving OpenCV's area exactly; the torch form
-hands the maps that have holes at a read level to the compiled sweep for their largest-region
-boxes (on the CPU; CAM-like maps rarely have holes).
+OpenCV's outer contour also covers the region's holes (and anything inside them). The compiled
+sweep gets OpenCV's area exactly on maps with a hole at a read level by sweeping the grey-level
+hole-filled map instead (see :mod:`infocam_exp.metrics._boxes_compiled`); the torch form hands
+the maps that have holes at a read level to the compiled sweep for their largest-region boxes (on
+the CPU; CAM-like maps rarely have holes).
 """
 
 from __future__ import annotations
