@@ -115,20 +115,20 @@ def _ring_table() -> np.ndarray:
             return -2
         return 0
 
+    def top(group: list[int], i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
     table = np.zeros((_NUM_LEVELS, 7), np.int32)
     for mask in range(_NUM_LEVELS):
         bits = [(mask >> i) & 1 for i in range(8)]
         group = list(range(8))
-
-        def top(i: int) -> int:
-            while group[i] != i:
-                i = group[i]
-            return i
-
         for i, j in links:
             if bits[i] and bits[j]:
-                group[max(top(i), top(j))] = min(top(i), top(j))
-        firsts = sorted({top(i) for i in range(8) if bits[i]})
+                a, b = top(group, i), top(group, j)
+                group[max(a, b)] = min(a, b)
+        firsts = sorted({top(group, i) for i in range(8) if bits[i]})
         table[mask, 0] = len(firsts)
         table[mask, 1 : 1 + len(firsts)] = firsts
         table[mask, 5] = sum(

@@ -7,6 +7,10 @@ and the all-contour IoUs (MaxBoxAccV2) must equal the independent OpenCV referen
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -250,17 +254,13 @@ def _nested_rectangles(num: int, seed: int) -> tuple[list[torch.Tensor], torch.T
 def test_nested_rectangles_against_opencv():
     maps, gt = _nested_rectangles(240, seed=3)
     taus = default_thresholds(1000)
-    for m, box in zip(maps, gt):
+    for m, box in zip(maps, gt, strict=True):
         got = batched_threshold_ious(m[None], box[None], taus, backend="compiled")
         ref = opencv_threshold_ious(m[None], box[None], taus)
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), m
 
 
 def _in_subprocess(code: str, cache) -> list[str]:
-    import os
-    import subprocess
-    import sys
-
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     res = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
