@@ -277,40 +277,15 @@ def _read_group(
     ids: Sequence[str],
     allow_nan: bool,
     normalize: bool,
+    to_uint8: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Read and check the maps of ``ids``; yield ``(maps (B, H, W), gt (B, G, 4) float64 padded,
-    valid (B, G) bool)`` per map shape, in first-seen order."""
-    groups: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
-    for image_id in ids:
-        path = heatmap_path(heatmaps_dir, image_id)
-        arr = _load_heatmap(path, image_id, allow_nan)
-        if not normalize and not allow_nan and ((arr < 0).any() or (arr > 1).any()):
-            raise MetadataError(f"{path}: values outside [0, 1] (drop --no-normalize)")
-        height, width = arr.shape
-        gt = rescale_boxes(meta.boxes[image_id], meta.image_sizes[image_id], (width, height))
-        groups.setdefault((height, width), []).append((arr, gt))
-    for items in groups.values():
-        most = max(len(b) for _, b in items)
-        gt = np.full((len(items), most, 4), -1.0, dtype=np.float64)
-        valid = np.zeros((len(items), most), dtype=bool)
-        for i, (_, b) in enumerate(items):
-            gt[i, : len(b)] = b
-            valid[i, : len(b)] = True
-        dtypes = {m.dtype for m, _ in items}
-        maps = np.stack([m for m, _ in items]).astype(np.result_type(*dtypes), copy=False)
-        yield maps, gt, valid
+    valid (B, G) bool)`` per map shape, in first-seen order.
 
-
-def _read_u8_group(
-    heatmaps_dir: str | Path,
-    meta: BoxMetadata,
-    ids: Sequence[str],
-    allow_nan: bool,
-    normalize: bool,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`_read_group` for the compiled sweep: each map is converted to uint8 as soon as it
-    is read (while it is in the CPU cache), in its own dtype, as wsolevaluation's per-image loop
-    normalises it; yields ``(u8 (B, H, W), gt, valid)`` per map shape."""
+    With ``to_uint8`` (the compiled sweep) each map is converted to uint8 as soon as it is read,
+    while it is in the CPU cache, in its own dtype, as wsolevaluation's per-image loop
+    normalises it; otherwise the float maps of a group are stacked in their common dtype.
+    """
     groups: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
     for image_id in ids:
         path = heatmap_path(heatmaps_dir, image_id)
@@ -319,7 +294,8 @@ def _read_u8_group(
             raise MetadataError(f"{path}: values outside [0, 1] (drop --no-normalize)")
         height, width = arr.shape
         gt = rescale_boxes(meta.boxes[image_id], meta.image_sizes[image_id], (width, height))
-        groups.setdefault((height, width), []).append((_heatmap_u8(arr, normalize), gt))
+        item = _heatmap_u8(arr, normalize) if to_uint8 else arr
+        groups.setdefault((height, width), []).append((item, gt))
     for items in groups.values():
         most = max(len(b) for _, b in items)
         gt = np.full((len(items), most, 4), -1.0, dtype=np.float64)
@@ -327,7 +303,10 @@ def _read_u8_group(
         for i, (_, b) in enumerate(items):
             gt[i, : len(b)] = b
             valid[i, : len(b)] = True
-        yield np.stack([u for u, _ in items]), gt, valid
+        maps = np.stack([m for m, _ in items])
+        if not to_uint8:
+            maps = maps.astype(np.result_type(*{m.dtype for m, _ in items}), copy=False)
+        yield maps, gt, valid
 
 
 def _heatmap_u8(arr: np.ndarray, normalize: bool) -> np.ndarray:
@@ -455,7 +434,7 @@ def evaluate(
 
             def work(chunk: list[str]) -> _Hits:
                 part = _Hits(np.zeros_like(hits.gt_known), np.zeros_like(hits.v2))
-                for group in _read_u8_group(heatmaps_dir, meta, chunk, allow_nan, normalize):
+                for group in _read_group(heatmaps_dir, meta, chunk, allow_nan, normalize, True):
                     part.add(_score_compiled(*group, taus))
                 return part
 
