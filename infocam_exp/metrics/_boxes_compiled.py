@@ -290,6 +290,16 @@ def _sort_levels(val, stride, height, width, order, pos, count):
 
 
 @njit(cache=True, nogil=True)
+def _merge(parent, box, lo, hi):
+    """Root ``hi`` joins root ``lo`` (the raster-first pixel stays the root); boxes merge."""
+    parent[hi] = lo
+    box[lo, 0] = min(box[lo, 0], box[hi, 0])
+    box[lo, 1] = min(box[lo, 1], box[hi, 1])
+    box[lo, 2] = max(box[lo, 2], box[hi, 2])
+    box[lo, 3] = max(box[lo, 3], box[hi, 3])
+
+
+@njit(cache=True, nogil=True)
 def _drop(hi, slot, alive, alive_iou, n_alive):
     """Remove root ``hi`` from the live list (the last entry takes its place); returns the new
     length."""
@@ -385,11 +395,7 @@ def _sweep_down(
                         continue
                     lo = min(root, rb)
                     hi = max(root, rb)
-                    parent[hi] = lo
-                    box[lo, 0] = min(box[lo, 0], box[hi, 0])
-                    box[lo, 1] = min(box[lo, 1], box[hi, 1])
-                    box[lo, 2] = max(box[lo, 2], box[hi, 2])
-                    box[lo, 3] = max(box[lo, 3], box[hi, 3])
+                    _merge(parent, box, lo, hi)
                     area2[lo] += area2[hi]
                     n_alive = _drop(np.int64(hi), slot, alive, alive_iou, n_alive)
                     root = lo
@@ -527,11 +533,7 @@ def _sweep_holes(
                     continue
                 lo = min(root, rb)
                 hi = max(root, rb)
-                parent[hi] = lo
-                box[lo, 0] = min(box[lo, 0], box[hi, 0])
-                box[lo, 1] = min(box[lo, 1], box[hi, 1])
-                box[lo, 2] = max(box[lo, 2], box[hi, 2])
-                box[lo, 3] = max(box[lo, 3], box[hi, 3])
+                _merge(parent, box, lo, hi)
                 n_alive = _drop(np.int64(hi), slot, alive, alive_iou, n_alive)
                 root = lo
                 grown = True
