@@ -11,20 +11,34 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from infocam_exp.console import EpochLines, quiet_lightning, stdout_is_terminal
 from infocam_exp.data.base import ClassificationDataModule
+from infocam_exp.errors import UserError
 from infocam_exp.systems import ClassifierSystem
 
 log = logging.getLogger(__name__)
 
 
+def _instantiate(cfg: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, except that the project's own errors (a bad ``data.*`` value,
+    a missing file) come out as themselves, not wrapped in Hydra's ``InstantiationException``:
+    ``python -m infocam_exp`` then prints their message alone and exits 2."""
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+
+
 def build_datamodule(cfg: DictConfig) -> ClassificationDataModule:
     """Instantiate ``cfg.data`` and let it learn its facts (may read files; fails fast if absent)."""
-    dm = instantiate(cfg.data, _convert_="all")
+    dm = _instantiate(cfg.data, _convert_="all")
     if not isinstance(dm, ClassificationDataModule):
         raise TypeError(f"data._target_ must build a ClassificationDataModule, got {type(dm).__name__}")
     dm.prepare_facts()

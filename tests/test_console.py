@@ -249,3 +249,13 @@ def test_atomic_files_get_the_umask_mode(umask, mode, tmp_path):
     for name in ("metrics.json", "fig.png", "plain.txt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1}
+
+
+def test_bad_data_option_prints_one_line_and_exits_2(tmp_path):
+    """A DataModule's own config check (here an unknown data.transform) is a ConfigError: the CLI
+    prints its message alone, without Hydra's wrapper or a traceback, and exits 2."""
+    proc = _cli(f"paths.output_dir={tmp_path}", "data=mi_paper", "data.transform=nope", cwd=tmp_path)
+    err = proc.stdout + proc.stderr
+    assert proc.returncode == 2, err
+    assert "data.transform='nope' is not known: use one of none" in err
+    assert "Traceback" not in err and "Error in call to target" not in err

@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from hydra.errors import ConfigCompositionException, InstantiationException
+from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError
 
+from infocam_exp.errors import ConfigError
 from infocam_exp.run import run
 from tests.conftest import compose_cfg
 
@@ -81,7 +82,7 @@ def test_completed_run_is_skipped_and_changed_config_reruns(tmp_path, tiny_mi_ov
 
 def test_failure_is_recorded(tmp_path, tiny_mi_overrides):
     cfg = compose_cfg(*tiny_mi_overrides, "logger=none", "data.prior=[1,2]")
-    with pytest.raises(InstantiationException, match="data.prior"):
+    with pytest.raises(ConfigError, match="data.prior"):  # unwrapped from Hydra's error
         run(cfg, tmp_path)
     rec = json.loads((tmp_path / "metrics.json").read_text())
     assert rec["status"] == "failed" and "data.prior" in rec["error"]

@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DistributedSampler
 
-from infocam_exp.errors import UserError
+from infocam_exp.errors import ConfigError, UserError
 from infocam_exp.protocol import file_fact
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             )
         if (counts <= 0).any():
             empty = torch.nonzero(counts <= 0).flatten().tolist()
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: classes {empty} have no training samples; the class prior "
                 "and PC-softmax need every class present (shrink data.num_classes or the imbalance)"
             )

@@ -46,6 +46,7 @@ from infocam_exp.data.base import (
     counts_from_labels,
 )
 from infocam_exp.data.imbalance import long_tail_counts, split_per_class
+from infocam_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def read_cifar_meta(path: str | Path, names_key: str, num_classes: int) -> list[
 
 def _spec(name: str) -> CIFARSpec:
     if name not in CIFAR_SPECS:
-        raise ValueError(f"data.name={name!r} is not known: use one of {sorted(CIFAR_SPECS)}")
+        raise ConfigError(f"data.name={name!r} is not known: use one of {sorted(CIFAR_SPECS)}")
     return CIFAR_SPECS[name]
 
 
@@ -333,23 +334,23 @@ class CIFARLongTailDataModule(InMemoryDataModule):
         self.input_shape = IMAGE_SHAPE
         if isinstance(imbalance_ratio, str):
             if imbalance_ratio != "none":
-                raise ValueError(f"data.imbalance_ratio={imbalance_ratio!r}: use a number >= 1 or none")
+                raise ConfigError(f"data.imbalance_ratio={imbalance_ratio!r}: use a number >= 1 or none")
             imbalance_ratio = 1.0
         if imbalance_ratio < 1:
-            raise ValueError(f"data.imbalance_ratio={imbalance_ratio} must be >= 1 (n_max / n_min)")
+            raise ConfigError(f"data.imbalance_ratio={imbalance_ratio} must be >= 1 (n_max / n_min)")
         self.imbalance_ratio = float(imbalance_ratio)
         self.val_per_class = int(DEFAULT_VAL_PER_CLASS[name] if val_per_class is None else val_per_class)
         if self.val_per_class < 1:
-            raise ValueError(f"data.val_per_class={val_per_class} must be >= 1 (validation selects models)")
+            raise ConfigError(f"data.val_per_class={val_per_class} must be >= 1 (validation selects models)")
         if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {eval_batch_size}")
+            raise ConfigError(f"batch sizes must be >= 1, got {batch_size}, {eval_batch_size}")
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
         self.augment = bool(augment)
         self.mean = tuple(float(m) for m in (spec.mean if mean is None else mean))
         self.std = tuple(float(s) for s in (spec.std if std is None else std))
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"data.mean / data.std need 3 values (std > 0), got {self.mean}, {self.std}")
+            raise ConfigError(f"data.mean / data.std need 3 values (std > 0), got {self.mean}, {self.std}")
         self.download = bool(download)
         self.seed = int(seed)
         self.class_names: list[str] = []
@@ -370,7 +371,7 @@ class CIFARLongTailDataModule(InMemoryDataModule):
         profile = long_tail_counts(len(y) // k, k, self.imbalance_ratio)
         counts = [min(n, a - self.val_per_class) for n, a in zip(profile, available, strict=True)]
         if min(counts) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name}: too few images for val_per_class={self.val_per_class} "
                 f"(per-class training counts would be {counts})"
             )

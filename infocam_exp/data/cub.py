@@ -68,6 +68,7 @@ from infocam_exp.data.wsol import (
     WSOLSplits,
     alternate_halves,
 )
+from infocam_exp.errors import ConfigError
 from infocam_exp.protocol import file_fact
 
 log = logging.getLogger(__name__)
@@ -442,20 +443,20 @@ class CUBClassificationDataModule(ClassificationDataModule):
     ) -> None:
         super().__init__()
         if split not in CUB_SPLITS:
-            raise ValueError(f"split must be one of {CUB_SPLITS}, got {split!r}")
+            raise ConfigError(f"split must be one of {CUB_SPLITS}, got {split!r}")
         if preprocessing not in CUB_PREPROCESSING:
-            raise ValueError(f"data.preprocessing must be one of {CUB_PREPROCESSING}, got {preprocessing!r}")
+            raise ConfigError(f"data.preprocessing must be one of {CUB_PREPROCESSING}, got {preprocessing!r}")
         if train_order not in CUB_TRAIN_ORDERS:
-            raise ValueError(f"data.train_order must be one of {CUB_TRAIN_ORDERS}, got {train_order!r}")
+            raise ConfigError(f"data.train_order must be one of {CUB_TRAIN_ORDERS}, got {train_order!r}")
         self.preprocessing = preprocessing
         self.train_order = train_order
         if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         caps = {"train_keep_odd": train_keep_odd, "train_keep_even": train_keep_even,
                 "test_keep_odd": test_keep_odd, "test_keep_even": test_keep_even}
         for name, cap in caps.items():
             if cap is not None and int(cap) < 1:
-                raise ValueError(f"{name} must be >= 1 or null (keep all), got {cap}")
+                raise ConfigError(f"{name} must be >= 1 or null (keep all), got {cap}")
         self.root = str(root)
         self.split = split
         self.image_size = int(image_size)

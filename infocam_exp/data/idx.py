@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from infocam_exp.data.base import DataFormatError, DataNotFoundError
+from infocam_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def _find_in(directory: Path) -> tuple[dict[str, Path], list[str]]:
 
 def _check_name(name: str) -> str:
     if name not in TORCHVISION_FOLDERS:
-        raise ValueError(f"data.name={name!r} is not an idx dataset: use one of {sorted(TORCHVISION_FOLDERS)}")
+        raise ConfigError(f"data.name={name!r} is not an idx dataset: use one of {sorted(TORCHVISION_FOLDERS)}")
     return TORCHVISION_FOLDERS[name]
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from infocam_exp.data.synthetic import SyntheticGaussianDataModule, paper_means
+from infocam_exp.errors import ConfigError
 from infocam_exp.metrics.mi_truth import (
     MIValue,
     collinear_projection,
@@ -91,7 +92,7 @@ def apply_transform(z: np.ndarray, name: str, spiral_speed: float = 0.5) -> np.n
     if name == "spiral_plane":
         _check_spiral(z.shape[1])
         return rotate_plane(z, spiral_speed * (z * z).sum(1))
-    raise ValueError(f"data.transform={name!r} is not known: use one of {', '.join(TRANSFORMS)}")
+    raise ConfigError(f"data.transform={name!r} is not known: use one of {', '.join(TRANSFORMS)}")
 
 
 def invert_transform(x: np.ndarray, name: str, spiral_speed: float = 0.5) -> np.ndarray:
@@ -109,12 +110,12 @@ def invert_transform(x: np.ndarray, name: str, spiral_speed: float = 0.5) -> np.
     if name == "spiral_plane":
         _check_spiral(x.shape[1])
         return rotate_plane(x, -spiral_speed * (x * x).sum(1))
-    raise ValueError(f"data.transform={name!r} is not known: use one of {', '.join(TRANSFORMS)}")
+    raise ConfigError(f"data.transform={name!r} is not known: use one of {', '.join(TRANSFORMS)}")
 
 
 def _check_spiral(dim: int) -> None:
     if dim < 2:
-        raise ValueError("data.transform=spiral rotates coordinate pairs and needs data.dim >= 2")
+        raise ConfigError("data.transform=spiral rotates coordinate pairs and needs data.dim >= 2")
 
 
 def sphere_means(num_classes: int, dim: int, radius: float, seed: int) -> np.ndarray:
@@ -179,7 +180,7 @@ def mixture_mi(means: np.ndarray, prior: np.ndarray, mc_samples: int = 1_000_000
 def class_scales(num_classes: int, scale_ratio: float) -> np.ndarray:
     """(K,) class standard deviations s_k, geometric from r^-1/2 to r^1/2 (r = ``scale_ratio``)."""
     if scale_ratio < 1:
-        raise ValueError(f"data.scale_ratio={scale_ratio} must be >= 1 (largest / smallest class scale)")
+        raise ConfigError(f"data.scale_ratio={scale_ratio} must be >= 1 (largest / smallest class scale)")
     if num_classes == 1:
         return np.ones(1)
     return float(scale_ratio) ** (np.arange(num_classes) / (num_classes - 1) - 0.5)
@@ -327,25 +328,25 @@ class GaussianTaskDataModule(SyntheticGaussianDataModule):
         seed: int = 0,
     ) -> None:
         if layout not in LAYOUTS:
-            raise ValueError(f"data.layout={layout!r} is not known: use one of {', '.join(LAYOUTS)}")
+            raise ConfigError(f"data.layout={layout!r} is not known: use one of {', '.join(LAYOUTS)}")
         if transform not in TRANSFORMS:
-            raise ValueError(f"data.transform={transform!r} is not known: use one of {', '.join(TRANSFORMS)}")
+            raise ConfigError(f"data.transform={transform!r} is not known: use one of {', '.join(TRANSFORMS)}")
         if covariance not in COVARIANCES:
-            raise ValueError(f"data.covariance={covariance!r} is not known: use one of {', '.join(COVARIANCES)}")
+            raise ConfigError(f"data.covariance={covariance!r} is not known: use one of {', '.join(COVARIANCES)}")
         if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"data.distribution={distribution!r} is not known: use one of {', '.join(DISTRIBUTIONS)}")
+            raise ConfigError(f"data.distribution={distribution!r} is not known: use one of {', '.join(DISTRIBUTIONS)}")
         if distribution == "student_t" and not dof > 0:
-            raise ValueError(f"data.dof={dof} must be > 0 (Student-t degrees of freedom)")
+            raise ConfigError(f"data.dof={dof} must be > 0 (Student-t degrees of freedom)")
         if transform == "spiral_plane" and distribution == "student_t" and not dof > 2:
-            raise ValueError(f"data.transform=spiral_plane standardises with the variance, which needs data.dof > 2 (got {dof})")
+            raise ConfigError(f"data.transform=spiral_plane standardises with the variance, which needs data.dof > 2 (got {dof})")
         m = dim if informative_dims is None else int(informative_dims)
         if not 1 <= m <= dim:
-            raise ValueError(f"data.informative_dims={informative_dims} must lie in [1, data.dim={dim}]")
+            raise ConfigError(f"data.informative_dims={informative_dims} must lie in [1, data.dim={dim}]")
         if transform == "spiral":
             _check_spiral(dim)
         if num_classes >= 2 and prior == "steep":
             if imbalance_ratio < 1:
-                raise ValueError(f"data.imbalance_ratio={imbalance_ratio} must be >= 1")
+                raise ConfigError(f"data.imbalance_ratio={imbalance_ratio} must be >= 1")
             ratios = imbalance_ratio ** (-np.arange(num_classes) / (num_classes - 1))
             prior = [max(1, round(samples_per_class * r)) for r in ratios]
         super().__init__(
@@ -361,7 +362,7 @@ class GaussianTaskDataModule(SyntheticGaussianDataModule):
         )
         if num_samples is not None:
             if int(num_samples) < 2 * self.num_classes:
-                raise ValueError(f"data.num_samples={num_samples} must be >= 2 per class ({2 * self.num_classes} for {self.num_classes} classes)")
+                raise ConfigError(f"data.num_samples={num_samples} must be >= 2 per class ({2 * self.num_classes} for {self.num_classes} classes)")
             c = np.asarray(self.train_counts, dtype=np.float64)
             self.train_counts = [max(2, round(int(num_samples) * v / c.sum())) for v in c]
             self.eval_counts = [max(1, round(v * eval_fraction)) for v in self.train_counts]

@@ -35,6 +35,7 @@ from infocam_exp.data.base import (
 )
 from infocam_exp.data.idx import load_mnist_like
 from infocam_exp.data.imbalance import authors_mnist_caps, first_n_per_class
+from infocam_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _as_range(value: Sequence[int] | None, default: tuple[int, int], split: str)
     if value is None:
         return default
     if len(value) != 2 or int(value[0]) < 0 or int(value[0]) >= int(value[1]):
-        raise ValueError(f"data.{split}_range={list(value)} must be [start, stop) with 0 <= start < stop")
+        raise ConfigError(f"data.{split}_range={list(value)} must be [start, stop) with 0 <= start < stop")
     return int(value[0]), int(value[1])
 
 
@@ -156,7 +157,7 @@ class MNISTImbalancedDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__()
         if name not in SOURCES:
-            raise ValueError(f"data.name={name!r} is not known: use one of {list(SOURCES)}")
+            raise ConfigError(f"data.name={name!r} is not known: use one of {list(SOURCES)}")
         self.root = str(root)
         self.name = name
         self.num_classes = 10
@@ -173,13 +174,13 @@ class MNISTImbalancedDataModule(InMemoryDataModule):
             for b in SPLITS[i + 1 :]:
                 (a0, a1), (b0, b1) = self.ranges[a], self.ranges[b]
                 if a0 < b1 and b0 < a1:
-                    raise ValueError(
+                    raise ConfigError(
                         f"data.{a}_range={list(self.ranges[a])} overlaps data.{b}_range={list(self.ranges[b])}"
                     )
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size}, {eval_batch_size}")
         if std <= 0:
-            raise ValueError(f"data.std must be > 0, got {std}")
+            raise ConfigError(f"data.std must be > 0, got {std}")
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
         self.mean = float(mean)
@@ -197,13 +198,13 @@ class MNISTImbalancedDataModule(InMemoryDataModule):
                 return authors_mnist_caps(AUTHORS_CAP_SCALE[self.name])
             if imbalance == "none":
                 return None
-            raise ValueError(
+            raise ConfigError(
                 f"data.imbalance={imbalance!r} is not known: use authors, none or a list of 10 "
                 "per-class caps, e.g. data.imbalance=[300,3000,300,3000,300,3000,300,3000,300,3000]"
             )
         caps = [int(c) for c in imbalance]
         if len(caps) != self.num_classes or min(caps) < 1:
-            raise ValueError(f"data.imbalance={list(imbalance)} must list {self.num_classes} positive caps")
+            raise ConfigError(f"data.imbalance={list(imbalance)} must list {self.num_classes} positive caps")
         return caps
 
     def _load_source(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,7 +222,7 @@ class MNISTImbalancedDataModule(InMemoryDataModule):
         n = len(labels)
         for split, (start, stop) in self.ranges.items():
             if stop > n:
-                raise ValueError(
+                raise ConfigError(
                     f"data.{split}_range=[{start}, {stop}) exceeds the {n} training images of {self.name}"
                 )
             idx = torch.arange(start, stop)

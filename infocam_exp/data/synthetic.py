@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from infocam_exp.data.base import InMemoryDataModule
+from infocam_exp.errors import ConfigError
 from infocam_exp.metrics.mi_truth import MIValue, entropy, gaussian_mixture_mi, pointwise_log_ratio
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,13 @@ def class_counts_for(prior: str | Sequence[int], num_classes: int, samples_per_c
             return [samples_per_class] * num_classes
         if prior == "imbalanced":
             return [(k + 1) * samples_per_class // 2 for k in range(num_classes)]
-        raise ValueError(
+        raise ConfigError(
             f"data.prior={prior!r} is not known: use balanced, imbalanced or a list of "
             f"{num_classes} per-class counts, e.g. data.prior=[100,200,300,400,500]"
         )
     counts = [int(c) for c in prior]
     if len(counts) != num_classes or min(counts) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"data.prior={list(prior)} must list {num_classes} positive per-class counts "
             f"(data.num_classes={num_classes})"
         )
@@ -82,12 +83,12 @@ class SyntheticGaussianDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__()
         if dim < 1 or num_classes < 2:
-            raise ValueError(f"need dim >= 1 and num_classes >= 2, got dim={dim}, num_classes={num_classes}")
+            raise ConfigError(f"need dim >= 1 and num_classes >= 2, got dim={dim}, num_classes={num_classes}")
         self.dim = int(dim)
         self.num_classes = int(num_classes)
         self.mean_scalars = [float(m) for m in (means if means is not None else paper_means(num_classes))]
         if len(self.mean_scalars) != self.num_classes:
-            raise ValueError(f"data.means has {len(self.mean_scalars)} entries, expected {num_classes}")
+            raise ConfigError(f"data.means has {len(self.mean_scalars)} entries, expected {num_classes}")
         self.train_counts = class_counts_for(prior, self.num_classes, samples_per_class)
         self.eval_counts = [max(1, round(c * eval_fraction)) for c in self.train_counts]
         self.batch_size = int(batch_size)

@@ -49,6 +49,7 @@ from infocam_exp.data.base import (
     counts_from_labels,
 )
 from infocam_exp.data.mnist import FASHION_MNIST_CLASSES
+from infocam_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +500,7 @@ def generate_split(
 def _scale_range(value: Sequence[float]) -> tuple[float, float]:
     lo, hi = (float(v) for v in value)
     if not 0.0 < lo <= hi <= 1.0:
-        raise ValueError(f"data.object_scale={[lo, hi]} must be [min, max] with 0 < min <= max <= 1")
+        raise ConfigError(f"data.object_scale={[lo, hi]} must be [min, max] with 0 < min <= max <= 1")
     return lo, hi
 
 
@@ -568,15 +569,15 @@ class SyntheticWSOLDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__()
         if image_size < 16:
-            raise ValueError(f"data.image_size must be >= 16, got {image_size}")
+            raise ConfigError(f"data.image_size must be >= 16, got {image_size}")
         if not 0.0 <= clutter <= 1.0:
-            raise ValueError(f"data.clutter must be in [0, 1] (a probability), got {clutter}")
+            raise ConfigError(f"data.clutter must be in [0, 1] (a probability), got {clutter}")
         if not 0.0 <= invert_prob <= 1.0:
-            raise ValueError(f"data.invert_prob must be in [0, 1], got {invert_prob}")
+            raise ConfigError(f"data.invert_prob must be in [0, 1], got {invert_prob}")
         if min(num_train, num_val, num_test) < 1:
             raise ValueError(f"split sizes must be >= 1, got {num_train}, {num_val}, {num_test}")
         if num_train + num_val > 60_000 or num_test > 10_000:
-            raise ValueError(
+            raise ConfigError(
                 f"data.num_train + data.num_val = {num_train + num_val} must be <= 60000 and "
                 f"data.num_test = {num_test} <= 10000 (Fashion-MNIST's splits; objects are distinct)"
             )
@@ -616,7 +617,7 @@ class SyntheticWSOLDataModule(InMemoryDataModule):
         data = load_mnist_like(self.root, "fashion_mnist", download=self.download)
         n_train, n_test = data["train_images"].shape[0], data["test_images"].shape[0]
         if self.sizes["train"] + self.sizes["val"] > n_train or self.sizes["test"] > n_test:
-            raise ValueError(
+            raise ConfigError(
                 f"data.num_train + data.num_val = {self.sizes['train'] + self.sizes['val']} and "
                 f"data.num_test = {self.sizes['test']} exceed the {n_train} / {n_test} items found"
             )
