@@ -300,6 +300,50 @@ def _merge(parent, box, lo, hi):
 
 
 @njit(cache=True, nogil=True)
+def _new_root(parent, box, p, px, py):
+    """Pixel ``p`` at ``(px, py)`` starts a region of its own."""
+    parent[p] = p
+    box[p, 0] = px
+    box[p, 1] = py
+    box[p, 2] = px
+    box[p, 3] = py
+
+
+@njit(cache=True, nogil=True)
+def _take_root(parent, box, slot, alive, root, p, px, py):
+    """Pixel ``p``, raster-before its region's ``root``, becomes the root (the raster-first pixel
+    is OpenCV's contour start): it takes the region's box, grown by itself, and its live-list
+    place."""
+    parent[root] = p
+    parent[p] = p
+    box[p, 0] = min(box[root, 0], px)
+    box[p, 1] = min(box[root, 1], py)
+    box[p, 2] = max(box[root, 2], px)
+    box[p, 3] = max(box[root, 3], py)
+    i = slot[root]
+    alive[i] = p
+    slot[p] = i
+
+
+@njit(cache=True, nogil=True)
+def _join(parent, box, root, p, px, py):
+    """Pixel ``p``, raster-after its region's ``root``, joins it; returns whether the box grew
+    (``py`` cannot be above the root's row)."""
+    parent[p] = root
+    grew = False
+    if px < box[root, 0]:
+        box[root, 0] = px
+        grew = True
+    elif px > box[root, 2]:
+        box[root, 2] = px
+        grew = True
+    if py > box[root, 3]:
+        box[root, 3] = py
+        grew = True
+    return grew
+
+
+@njit(cache=True, nogil=True)
 def _drop(hi, slot, alive, alive_iou, n_alive):
     """Remove root ``hi`` from the live list (the last entry takes its place); returns the new
     length."""
@@ -378,11 +422,7 @@ def _sweep_down(
             grown = True
             if runs == 0:
                 root = p
-                parent[p] = p
-                box[p, 0] = px
-                box[p, 2] = px
-                box[p, 1] = py
-                box[p, 3] = py
+                _new_root(parent, box, np.int64(p), px, py)
                 area2[p] = 0
                 slot[p] = n_alive
                 alive[n_alive] = p
@@ -399,31 +439,13 @@ def _sweep_down(
                     area2[lo] += area2[hi]
                     n_alive = _drop(np.int64(hi), slot, alive, alive_iou, n_alive)
                     root = lo
-                if p < root:  # the raster-first pixel stays the root (OpenCV's contour start)
-                    parent[root] = p
-                    parent[p] = p
-                    box[p, 0] = min(box[root, 0], px)
-                    box[p, 1] = min(box[root, 1], py)
-                    box[p, 2] = max(box[root, 2], px)
-                    box[p, 3] = max(box[root, 3], py)
+                if p < root:
+                    _take_root(parent, box, slot, alive, np.int64(root), np.int64(p), px, py)
                     area2[p] = area2[root]
-                    i = slot[root]
-                    alive[i] = p
-                    slot[p] = i
                     root = p
                 else:
-                    parent[p] = root
-                    if runs == 1:
-                        grown = False
-                    if px < box[root, 0]:
-                        box[root, 0] = px
-                        grown = True
-                    elif px > box[root, 2]:
-                        box[root, 2] = px
-                        grown = True
-                    if py > box[root, 3]:  # p comes after the root in raster order: py >= y0
-                        box[root, 3] = py
-                        grown = True
+                    extended = _join(parent, box, np.int64(root), np.int64(p), px, py)
+                    grown = extended or runs > 1
             if grown:
                 alive_iou[slot[root], 0] = _STALE
             euler4 += ring[mask, 6]
@@ -539,39 +561,19 @@ def _sweep_holes(
                 grown = True
             if root < 0:
                 root = p
-                parent[p] = p
-                box[p, 0] = px
-                box[p, 2] = px
-                box[p, 1] = py
-                box[p, 3] = py
+                _new_root(parent, box, np.int64(p), px, py)
                 slot[p] = n_alive
                 alive[n_alive] = p
                 alive_iou[n_alive, 2] = filled[p]  # the level it joins the outer background
                 n_alive += 1
                 grown = True
-            elif p < root:  # the raster-first pixel is the root, as in the falling sweep
-                parent[root] = p
-                parent[p] = p
-                box[p, 0] = min(box[root, 0], px)
-                box[p, 1] = min(box[root, 1], py)
-                box[p, 2] = max(box[root, 2], px)
-                box[p, 3] = max(box[root, 3], py)
-                i = slot[root]
-                alive[i] = p
-                slot[p] = i
+            elif p < root:
+                _take_root(parent, box, slot, alive, np.int64(root), np.int64(p), px, py)
                 root = p
                 grown = True
             else:
-                parent[p] = root
-                if px < box[root, 0]:
-                    box[root, 0] = px
-                    grown = True
-                elif px > box[root, 2]:
-                    box[root, 2] = px
-                    grown = True
-                if py > box[root, 3]:
-                    box[root, 3] = py
-                    grown = True
+                extended = _join(parent, box, np.int64(root), np.int64(p), px, py)
+                grown = grown or extended
             if grown:
                 alive_iou[slot[root], 0] = _STALE
         if not needed[v] or n_alive == 0:
