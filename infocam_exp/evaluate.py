@@ -50,7 +50,7 @@ import numpy as np
 
 from infocam_exp.data.wsol_masks import metadata_lines, read_image_ids
 from infocam_exp.errors import ConfigError, UserError, full_error_requested, log_user_error
-from infocam_exp.files import write_json_atomic
+from infocam_exp.files import read_npy, write_json_atomic
 from infocam_exp.progress import ProgressCount
 
 if TYPE_CHECKING:  # torch is imported only on the GPU / torch-sweep path (import time)
@@ -171,44 +171,9 @@ def heatmap_path(heatmaps_dir: str | Path, image_id: str) -> Path:
     return Path(heatmaps_dir) / f"{image_id}.npy"
 
 
-_NPY_HEADERS: list[tuple[bytes, np.dtype, tuple[int, ...]]] = []
-"""``.npy`` headers seen so far (all bytes up to the data), with their dtype and shape."""
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    """``np.load(path, allow_pickle=False)``, faster for a folder of same-shaped maps: numpy's
-    parser reads each distinct header once, later files with the same header bytes are read
-    straight into an array. Anything else (Fortran order, object dtype, a short file) goes
-    through ``np.load``."""
-    with open(path, "rb") as f:
-        head = f.read(256)
-        for header, dtype, shape in _NPY_HEADERS:
-            if head.startswith(header):
-                arr = np.empty(shape, dtype)
-                f.seek(len(header))
-                if f.readinto(memoryview(arr).cast("B")) == arr.nbytes and not f.read(1):
-                    return arr
-                break
-        else:
-            f.seek(0)
-            try:
-                version = np.lib.format.read_magic(f)
-                read = {
-                    (1, 0): np.lib.format.read_array_header_1_0,
-                    (2, 0): np.lib.format.read_array_header_2_0,
-                }.get(version)
-                if read is not None:
-                    shape, fortran, dtype = read(f)
-                    if not fortran and not dtype.hasobject and f.tell() <= len(head):
-                        _NPY_HEADERS.append((head[: f.tell()], dtype, shape))
-            except ValueError:
-                pass  # np.load below names the problem
-    return np.load(path, allow_pickle=False)
-
-
 def _load_heatmap(path: Path, image_id: str, allow_nan: bool) -> np.ndarray:
     try:
-        arr = _read_npy(path)
+        arr = read_npy(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise MetadataError(f"missing heatmap for image id {image_id!r}: expected {path}") from None
     except (ValueError, OSError) as err:
@@ -294,7 +259,7 @@ def _read_group(
             raise MetadataError(f"{path}: values outside [0, 1] (drop --no-normalize)")
         height, width = arr.shape
         gt = rescale_boxes(meta.boxes[image_id], meta.image_sizes[image_id], (width, height))
-        item = _heatmap_u8(arr, normalize) if to_uint8 else arr
+        item = _to_uint8(arr[None], normalize)[0] if to_uint8 else arr
         groups.setdefault((height, width), []).append((item, gt))
     for items in groups.values():
         most = max(len(b) for _, b in items)
@@ -307,23 +272,6 @@ def _read_group(
         if not to_uint8:
             maps = maps.astype(np.result_type(*{m.dtype for m, _ in items}), copy=False)
         yield maps, gt, valid
-
-
-def _heatmap_u8(arr: np.ndarray, normalize: bool) -> np.ndarray:
-    """One map as :func:`_to_uint8` converts it, with fewer passes: ``max(m - min)`` is
-    ``fl(max - min)`` (rounding is monotone), so the span needs no shifted copy first."""
-    if not normalize:
-        return _to_uint8(arr[None], False)[0]
-    x = arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
-    lo, hi = x.min(), x.max()
-    with np.errstate(invalid="ignore"):  # inf - inf: a map --allow-nan let through
-        span = hi - lo  # numpy scalars of x's dtype: the same rounding as the array's
-    if not (np.isfinite(span) and span > 0):  # a NaN or a constant map: no region anywhere
-        return np.zeros(x.shape, np.uint8)
-    shifted = x - lo
-    shifted /= span
-    shifted *= x.dtype.type(255)
-    return shifted.astype(np.uint8)
 
 
 def _to_uint8(maps: np.ndarray, normalize: bool) -> np.ndarray:

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from infocam_exp.data.wsol_masks import MaskMetadataError, ground_truth, read_mask_metadata
 from infocam_exp.errors import UserError, full_error_requested, log_user_error
+from infocam_exp.files import read_npy
 from infocam_exp.metrics.masks import (
     PxAPCurve,
     PxAPError,
@@ -56,7 +57,7 @@ def _load_heatmap(path: Path, image_id: str, allow_nan: bool, normalize: bool) -
     if not path.is_file():
         raise MaskMetadataError(path, f"missing heatmap for image id {image_id!r}")
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = read_npy(path)
     except (ValueError, OSError) as err:
         raise MaskMetadataError(path, f"not a readable .npy array ({err})") from None
     if arr.ndim != 2 or 0 in arr.shape:

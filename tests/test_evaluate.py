@@ -201,7 +201,8 @@ def test_warm_up_reports_the_cache_folder(capsys):
 
 
 def test_fast_npy_reader_equals_np_load_and_falls_back(tmp_path):
-    from infocam_exp.evaluate import _NPY_HEADERS, _read_npy
+    from infocam_exp.files import _NPY_HEADERS
+    from infocam_exp.files import read_npy as _read_npy
 
     _NPY_HEADERS.clear()
     g = np.random.default_rng(0)
@@ -237,9 +238,11 @@ def test_truncated_heatmap_is_a_clear_error(split):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_per_map_uint8_conversion_equals_the_batched_one(dtype):
-    from infocam_exp.evaluate import _heatmap_u8
-    from infocam_exp.metrics._boxes_compiled import maps_to_uint8
+def test_per_map_uint8_conversion_equals_the_reference(dtype):
+    # The CLI converts each map as it is read; the bytes must be the independent numpy
+    # reference's (float16 is widened to float32 first, as the torch form does).
+    from infocam_exp.evaluate import _to_uint8
+    from tests.metrics.opencv_reference import normalize_to_uint8
 
     g = np.random.default_rng(1)
     for i in range(200):
@@ -250,5 +253,5 @@ def test_per_map_uint8_conversion_equals_the_batched_one(dtype):
         if i == 1:
             m[4, 4] = np.nan  # with --allow-nan: no region
         m = m.astype(dtype)
-        want = maps_to_uint8(m[None] if dtype != np.float16 else m[None].astype(np.float32))[0]
-        assert np.array_equal(_heatmap_u8(m, True), want), i
+        want = normalize_to_uint8(m if dtype != np.float16 else m.astype(np.float32))
+        assert np.array_equal(_to_uint8(m[None], True)[0], want), i

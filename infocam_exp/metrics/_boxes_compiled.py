@@ -690,15 +690,18 @@ def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
         return out
     flat = x.reshape(x.shape[0], -1)
     lo = flat.min(axis=1)  # NaN where the map has a NaN
-    shifted = flat - lo[:, None]
-    span = shifted.max(axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf
+        # max(m - min) is fl(max - min) (rounding is monotone): no shifted copy needed for it
+        span = flat.max(axis=1) - lo
     good = np.isfinite(span) & (span > 0)
     if good.all():
+        shifted = flat - lo[:, None]
         shifted /= span[:, None]
         shifted *= x.dtype.type(255)
         return shifted.astype(np.uint8).reshape(x.shape)
     for b in np.flatnonzero(good):
-        out[b] = ((shifted[b] / span[b]) * x.dtype.type(255)).astype(np.uint8).reshape(x.shape[1:])
+        m = ((flat[b] - lo[b]) / span[b]) * x.dtype.type(255)
+        out[b] = m.astype(np.uint8).reshape(x.shape[1:])
     return out
 
 
