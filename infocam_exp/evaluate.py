@@ -36,6 +36,7 @@ cache ``--warm-up`` fills ahead of time (``make setup`` runs it).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import os
@@ -372,9 +373,9 @@ def evaluate(
     if backend == "compiled" and on_cpu:
         from infocam_exp.metrics import _boxes_compiled
 
-        if not _boxes_compiled._cache_is_warm():
-            # a fresh install: compile on two cores before any thread starts (it forks)
-            _boxes_compiled.warm_up(parallel=True)
+        # load the compiled sweep before any thread starts; a fresh install compiles it on two
+        # cores (it forks)
+        _boxes_compiled.warm_up()
     bar = ProgressCount(len(ids), desc="heatmaps", unit="map", enabled=progress)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
@@ -579,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error("--device cuda requested but CUDA is not available")
+    # The run makes little cyclic garbage, and each collection would walk numba's many objects.
+    gc.disable()
     try:
         report = evaluate(
             args.metadata,
@@ -596,6 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if full_error_requested():
             raise
         return log_user_error(err, log)
+    finally:
+        gc.enable()
     sys.stdout.write(format_table(report) + "\n")
     if args.json:
         write_json_atomic(Path(args.json), report)

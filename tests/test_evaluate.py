@@ -1,5 +1,6 @@
 """The heatmap-file evaluator: metadata parsing, validation, box rescaling, JSON output."""
 
+import gc
 import json
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def test_cli_prints_table_and_writes_json_atomically(split, tmp_path, capsys):
     out = tmp_path / "res" / "metrics.json"
     code = main(["--metadata", str(meta), "--heatmaps", str(heat), "--thresholds", "50"])
     assert code == 0
+    assert gc.isenabled()  # the CLI pauses the cyclic collector while it scores, then restores it
     code = main(
         ["--metadata", str(meta), "--heatmaps", str(heat), "--thresholds", "50", "--json", str(out)]
     )
@@ -165,6 +167,7 @@ def test_cli_reports_errors_with_status_2(split, caplog):
     (heat / f"{ids[0]}.npy").unlink()
     assert main(["--metadata", str(meta), "--heatmaps", str(heat), "--thresholds", "10"]) == 2
     assert ids[0] in caplog.text
+    assert gc.isenabled()
 
 
 def test_load_metadata_groups_multiple_boxes(split):

@@ -33,8 +33,11 @@ is the public entry point."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,6 +88,7 @@ from numba import njit  # noqa: E402
 _NUM_LEVELS = 256
 _OUTSIDE = np.iinfo(np.int32).max  # processing position of the frame: never "entered"
 _STALE = -2.0  # a live region's cached IoU after its box grew (IoUs lie in [0, 1])
+_UNSCORED = -3.0  # a hole's cached IoU while only its box area is known
 
 
 def _ring_table() -> np.ndarray:
@@ -203,7 +207,7 @@ def _cover(a0, a1, a2, a3, gt, gvalid):
 
 
 @njit(cache=True, nogil=True)
-def _fill_holes(val, stride, height, width, filled, order, pos, count, depressions):
+def _fill_holes(val, stride, height, width, filled, order, count, depressions, head, nxt, seen):
     """Grey-level hole filling by a priority flood from the image border (4-connected).
 
     ``filled[p]`` is the lowest level t at which p joins the background that touches the border:
@@ -214,19 +218,16 @@ def _fill_holes(val, stride, height, width, filled, order, pos, count, depressio
     (``count[v]`` of them at level v; ``pos`` is the inverse, ``_OUTSIDE`` on the frame),
     ``depressions`` the pixels with ``filled > val``. Returns the number of those.
     """
-    head = np.full(_NUM_LEVELS, -1, np.int32)
-    nxt = np.empty(val.shape[0], np.int32)
-    seen = np.zeros(val.shape[0], np.bool_)
+    for v in range(_NUM_LEVELS):
+        head[v] = -1
     for y in range(height + 2):  # the frame is outside
         for x in range(width + 2):
-            if y == 0 or x == 0 or y == height + 1 or x == width + 1:
-                seen[y * stride + x] = True
-                pos[y * stride + x] = _OUTSIDE
+            seen[y * stride + x] = y == 0 or x == 0 or y == height + 1 or x == width + 1
     for y in range(1, height + 1):
         for x in range(1, width + 1):
             if y == 1 or x == 1 or y == height or x == width:
                 p = y * stride + x
-                seen[p] = True
+                seen[p] = 1
                 level = val[p]
                 filled[p] = level
                 nxt[p] = head[level]
@@ -240,13 +241,12 @@ def _fill_holes(val, stride, height, width, filled, order, pos, count, depressio
             head[level] = nxt[p]
             done += 1
             order[n - done] = p
-            pos[p] = n - done
             count[level] += 1
             for j in range(4):
                 q = p + (-stride if j == 0 else (stride if j == 1 else (-1 if j == 2 else 1)))
                 if seen[q]:
                     continue
-                seen[q] = True
+                seen[q] = 1
                 w = val[q]
                 if w < level:
                     filled[q] = level
@@ -262,19 +262,14 @@ def _fill_holes(val, stride, height, width, filled, order, pos, count, depressio
 
 
 @njit(cache=True, nogil=True)
-def _sort_levels(val, stride, height, width, order, pos, count):
+def _sort_levels(val, stride, height, width, order, count, start):
     """The map's pixels by falling value, raster order within a value (a counting sort):
     ``order``, its inverse ``pos`` (``_OUTSIDE`` on the frame) and ``count[v]`` per value."""
     for v in range(_NUM_LEVELS):
         count[v] = 0
-    for y in range(height + 2):
-        for x in range(width + 2):
-            p = y * stride + x
-            if y == 0 or x == 0 or y == height + 1 or x == width + 1:
-                pos[p] = _OUTSIDE
-            else:
-                count[val[p]] += 1
-    start = np.empty(_NUM_LEVELS, np.int64)
+    for y in range(1, height + 1):
+        for x in range(1, width + 1):
+            count[val[y * stride + x]] += 1
     acc = 0
     for v in range(_NUM_LEVELS - 1, -1, -1):
         start[v] = acc
@@ -285,7 +280,6 @@ def _sort_levels(val, stride, height, width, order, pos, count):
             v = val[p]
             k = start[v]
             order[k] = p
-            pos[p] = k
             start[v] = k + 1
 
 
@@ -360,8 +354,8 @@ def _drop(hi, slot, alive, alive_iou, n_alive):
 
 @njit(cache=True, nogil=True)
 def _sweep_down(
-    val, order, count, pos, stride, height, width, needed, track_area, track_any, stop_at_hole,
-    gt, gvalid, empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
+    val, order, count, entered, offs, stride, height, width, needed, track_area, track_any,
+    stop_at_hole, gt, gvalid, empty_iou, ring, parent, box, area2, slot, alive, alive_iou,
     lvl_largest, lvl_box, lvl_any,
 ):
     """Falling sweep: pixels enter in ``order`` (``count[v]`` at value v, from 255 down to 1;
@@ -376,15 +370,8 @@ def _sweep_down(
     kept as a running sum), leaving the outputs incomplete; otherwise it returns False. ``val``
     is unused.
     """
-    offs = np.empty(8, np.int64)
-    offs[0] = -stride - 1
-    offs[1] = -stride
-    offs[2] = -stride + 1
-    offs[3] = 1
-    offs[4] = stride + 1
-    offs[5] = stride
-    offs[6] = stride - 1
-    offs[7] = -1
+    for i in range(entered.shape[0]):
+        entered[i] = 0
     xmax = width - 1
     ymax = height - 1
     n_alive = np.int64(0)  # not a literal: a literal would compile _drop twice
@@ -407,15 +394,16 @@ def _sweep_down(
         while k < end:
             p = order[k]
             mask = (
-                (pos[p - stride - 1] < k)
-                | ((pos[p - stride] < k) << 1)
-                | ((pos[p - stride + 1] < k) << 2)
-                | ((pos[p + 1] < k) << 3)
-                | ((pos[p + stride + 1] < k) << 4)
-                | ((pos[p + stride] < k) << 5)
-                | ((pos[p + stride - 1] < k) << 6)
-                | ((pos[p - 1] < k) << 7)
+                np.int64(entered[p - stride - 1])
+                | (np.int64(entered[p - stride]) << 1)
+                | (np.int64(entered[p - stride + 1]) << 2)
+                | (np.int64(entered[p + 1]) << 3)
+                | (np.int64(entered[p + stride + 1]) << 4)
+                | (np.int64(entered[p + stride]) << 5)
+                | (np.int64(entered[p + stride - 1]) << 6)
+                | (np.int64(entered[p - 1]) << 7)
             )
+            entered[p] = 1
             py = p // stride - 1
             px = p - (py + 1) * stride - 1
             runs = ring[mask, 0]
@@ -511,7 +499,7 @@ def _sweep_down(
 @njit(cache=True, nogil=True)
 def _sweep_holes(
     val, filled, depressions, n_dep, stride, height, width, needed, gt, gvalid,
-    parent, box, slot, alive, alive_iou, lvl_hole, lvl_cover,
+    parent, box, slot, alive, alive_iou, floor, lvl_hole, lvl_cover, count, order, entered,
 ):
     """Rising sweep over the pixels that are ever in a hole (``filled > val``): at level t the
     holes of ``val > t`` are the 4-connected regions of ``val <= t < filled``, and a hole leaves
@@ -519,17 +507,24 @@ def _sweep_holes(
     the best IoU of a hole border's box (the hole's box grown by a pixel) to ``lvl_hole`` and the
     best :func:`_cover` of those boxes to ``lvl_cover``: a bound on the IoU of any region inside
     a hole (an island), whose box lies in the hole border's box. Both stay -1 without holes."""
-    count = np.zeros(_NUM_LEVELS + 1, np.int64)
+    for v in range(_NUM_LEVELS + 1):
+        count[v] = 0
     for i in range(n_dep):
         count[val[depressions[i]] + 1] += 1
     for v in range(_NUM_LEVELS):
         count[v + 1] += count[v]
-    order = np.empty(n_dep, np.int32)
     for i in range(n_dep):
         p = depressions[i]
         order[count[val[p]]] = p
         count[val[p]] += 1
-    entered = np.zeros(filled.shape[0], np.bool_)
+    for i in range(entered.shape[0]):
+        entered[i] = 0
+    min_area = np.inf
+    for g in range(gt.shape[0]):
+        if gvalid[g]:
+            min_area = min(min_area, (gt[g, 2] - gt[g, 0] + 1.0) * (gt[g, 3] - gt[g, 1] + 1.0))
+    if not min_area > 0.0:
+        min_area = 0.0  # a degenerate box: no bound
     xmax = width - 1
     ymax = height - 1
     n_alive = np.int64(0)  # not a literal: a literal would compile _drop twice
@@ -538,7 +533,7 @@ def _sweep_holes(
         while k < n_dep and val[order[k]] == v:
             p = order[k]
             k += 1
-            entered[p] = True
+            entered[p] = 1
             py = p // stride - 1
             px = p - (py + 1) * stride - 1
             root = -1
@@ -580,12 +575,25 @@ def _sweep_holes(
             continue
         best_hole = -1.0
         best_cover = -1.0
+        # a box of area a has IoU and cover <= a / (smallest ground-truth area): smaller boxes
+        # cannot beat floor[v] (with a margin for rounding) and are left unscored
+        smallest = floor[v] * min_area * 0.999999
         i = 0
         while i < n_alive:
             if alive_iou[i, 2] <= v:  # joined the outer background: gone for good
                 n_alive = _drop(np.int64(alive[i]), slot, alive, alive_iou, n_alive)
                 continue
-            if alive_iou[i, 0] == _STALE:
+            if alive_iou[i, 0] == _STALE:  # the box grew: only its area, for now
+                r = alive[i]
+                area = float(min(box[r, 2] + 2, xmax) - box[r, 0] + 2) * float(
+                    min(box[r, 3] + 2, ymax) - box[r, 1] + 2
+                )
+                alive_iou[i, 0] = _UNSCORED
+                alive_iou[i, 1] = area
+            if alive_iou[i, 0] == _UNSCORED:
+                if alive_iou[i, 1] < smallest:
+                    i += 1
+                    continue
                 r = alive[i]
                 # a hole border runs through the foreground around the hole
                 e0 = float(box[r, 0] - 1)
@@ -603,6 +611,82 @@ def _sweep_holes(
         lvl_cover[v] = best_cover
 
 
+class _Work:
+    """One map shape's work arrays for the kernels, kept per thread and reused map after map
+    (fresh arrays of a few MB per map cost page faults and cache misses). Every kernel writes
+    an entry before it reads it, except the frame of ``val`` and ``filled``, which stays zero."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.height, self.width = height, width
+        self.stride = stride = width + 2
+        size = (height + 2) * stride
+        n = height * width
+        self.val = np.zeros(size, np.uint8)  # the map inside a frame of zeros (never foreground)
+        self.inner = self.val.reshape(height + 2, stride)[1:-1, 1:-1]
+        self.filled = np.zeros(size, np.uint8)
+        self.order = np.empty(n, np.int32)
+        self.count = np.zeros(_NUM_LEVELS, np.int64)
+        self.depressions = np.empty(n, np.int32)
+        self.flags = np.empty(size, np.uint8)  # entered / seen pixels
+        self.scratch = np.empty(_NUM_LEVELS + 1, np.int64)  # per-level counters
+        self.offs = np.array([-stride - 1, -stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1])
+        self.parent = np.empty(size, np.int32)
+        self.box = np.empty((size, 4), np.int32)
+        self.area2 = np.empty(size, np.int32)
+        self.slot = np.empty(size, np.int32)
+        self.alive = np.empty(n, np.int32)
+        self.alive_iou = np.empty((n, 3), np.float64)
+        self.needed = np.zeros(_NUM_LEVELS, np.bool_)
+        self.levels = np.empty((4, _NUM_LEVELS), np.float64)  # largest, any, hole, cover
+        self.lvl_box = np.zeros((_NUM_LEVELS, 4), np.int64)
+
+    def sort(self) -> None:
+        """:func:`_sort_levels` of ``val``."""
+        _sort_levels(self.val, self.stride, self.height, self.width, self.order, self.count, self.scratch)
+
+    def fill(self) -> int:
+        """:func:`_fill_holes` of ``val`` into ``filled`` (``order`` and ``count`` follow it)."""
+        self.count[:] = 0
+        return _fill_holes(
+            self.val, self.stride, self.height, self.width, self.filled, self.order, self.count,
+            self.depressions, self.scratch, self.parent, self.flags,
+        )
+
+    def down(self, track_area, track_any, stop_at_hole, gt, gvalid, empty_iou) -> bool:
+        """:func:`_sweep_down` in ``order``, into ``levels[0]``, ``lvl_box`` and ``levels[1]``."""
+        return _sweep_down(
+            self.val, self.order, self.count, self.flags, self.offs, self.stride, self.height,
+            self.width, self.needed, track_area, track_any, stop_at_hole, gt, gvalid, empty_iou,
+            _RING, self.parent, self.box, self.area2, self.slot, self.alive, self.alive_iou,
+            self.levels[0], self.lvl_box, self.levels[1],
+        )
+
+    def holes(self, n_dep, gt, gvalid) -> None:
+        """:func:`_sweep_holes` over the first ``n_dep`` depressions, above the floor
+        ``levels[1]``, into ``levels[2]`` and ``levels[3]``."""
+        _sweep_holes(
+            self.val, self.filled, self.depressions, n_dep, self.stride, self.height, self.width,
+            self.needed, gt, gvalid, self.parent, self.box, self.slot, self.alive, self.alive_iou,
+            self.levels[1], self.levels[2], self.levels[3], self.scratch, self.order, self.flags,
+        )
+
+
+_LOCAL = threading.local()
+
+
+_KEEP_PIXELS = 1 << 20  # larger maps' work arrays (over 60 MB) are not kept
+
+
+def _workspace(height: int, width: int) -> _Work:
+    """This thread's :class:`_Work` for the shape (the last shape's is kept, up to
+    ``_KEEP_PIXELS`` pixels)."""
+    work = getattr(_LOCAL, "work", None)
+    if work is None or work.height != height or work.width != width:
+        work = _Work(height, width)
+        _LOCAL.work = work if height * width <= _KEEP_PIXELS else None
+    return work
+
+
 def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, out_boxes):
     """One map: best IoU of the largest region (and of every contour) at each cut in ``cuts``;
     with ``want_boxes`` also the largest region's box (``[0, 0, 0, 0]`` for an empty mask).
@@ -615,64 +699,35 @@ def _map_ious(u8, cuts, gt, gvalid, want_any, want_boxes, out_largest, out_any, 
     (tens of microseconds a map): the compiled kernels are what a fresh install compiles, and
     numba compiles a large entry point slowly.
     """
-    height, width = u8.shape
-    stride = width + 2
-    size = (height + 2) * stride
-    n = height * width
-    val = np.zeros(size, np.uint8)  # the map inside a frame of zeros (never foreground)
-    val.reshape(height + 2, stride)[1:-1, 1:-1] = u8
-    needed = np.zeros(_NUM_LEVELS, np.bool_)
-    needed[cuts] = True
+    w = _workspace(*u8.shape)
+    w.inner[...] = u8
+    w.needed[:] = False
+    w.needed[cuts] = True
     empty_iou = _best_iou(0.0, 0.0, 0.0, 0.0, gt, gvalid)
-    levels = np.full((4, _NUM_LEVELS), empty_iou)  # largest, any, hole, cover
-    lvl_box = np.zeros((_NUM_LEVELS, 4), np.int64)
-    filled = np.zeros(size, np.uint8)
-    order = np.empty(n, np.int32)
-    count = np.zeros(_NUM_LEVELS, np.int64)
-    depressions = np.empty(n, np.int32)
-    pos = np.empty(size, np.int32)
-    parent = np.empty(size, np.int32)
-    box = np.empty((size, 4), np.int32)
-    area2 = np.empty(size, np.int32)
-    slot = np.empty(size, np.int32)
-    alive = np.empty(n, np.int32)
-    alive_iou = np.empty((n, 3), np.float64)
+    w.levels[...] = empty_iou
+    w.lvl_box[...] = 0
     want_any = bool(want_any)
     # Most maps never have a hole at a needed level: one sweep of the map itself does, stopped
     # at the first level with a hole.
-    _sort_levels(val, stride, height, width, order, pos, count)
+    w.sort()
     n_dep = 0
-    if _sweep_down(
-        val, order, count, pos, stride, height, width, needed, True, want_any, True, gt, gvalid,
-        empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0], lvl_box,
-        levels[1],
-    ):
-        count[:] = 0
-        n_dep = _fill_holes(val, stride, height, width, filled, order, pos, count, depressions)
-        _sweep_down(
-            filled, order, count, pos, stride, height, width, needed, True, want_any, False, gt,
-            gvalid, empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0],
-            lvl_box, levels[1],
-        )
+    if w.down(True, want_any, True, gt, gvalid, empty_iou):
+        n_dep = w.fill()
+        w.down(True, want_any, False, gt, gvalid, empty_iou)
     if want_any and n_dep > 0:
-        levels[2:] = -1.0
-        _sweep_holes(
-            val, filled, depressions, n_dep, stride, height, width, needed, gt, gvalid,
-            parent, box, slot, alive, alive_iou, levels[2], levels[3],
-        )
-        if (needed & (levels[3] > np.maximum(levels[1], levels[2]))).any():
+        w.levels[2:] = -1.0
+        # holes scored only where they could beat the regions of the filled map (levels[1])
+        w.holes(n_dep, gt, gvalid)
+        levels = w.levels
+        if (w.needed & (levels[3] > np.maximum(levels[1], levels[2]))).any():
             # a region inside a hole might beat every other contour: sweep the map itself
-            _sort_levels(val, stride, height, width, order, pos, count)
-            _sweep_down(
-                val, order, count, pos, stride, height, width, needed, False, True, False, gt,
-                gvalid, empty_iou, _RING, parent, box, area2, slot, alive, alive_iou, levels[0],
-                lvl_box, levels[1],
-            )
+            w.sort()
+            w.down(False, True, False, gt, gvalid, empty_iou)
         np.maximum(levels[1], levels[2], out=levels[1])
-    out_largest[:] = levels[0, cuts]
-    out_any[:] = levels[1, cuts]
+    out_largest[:] = w.levels[0, cuts]
+    out_any[:] = w.levels[1, cuts]
     if want_boxes:
-        out_boxes[:] = lvl_box[cuts]
+        out_boxes[:] = w.lvl_box[cuts]
 
 
 def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
@@ -767,60 +822,35 @@ def cache_dir() -> str:
     return str(_sweep_down._cache._cache_path)
 
 
-def _tiny_inputs() -> dict:
-    """Arrays of the types :func:`_map_ious` hands its kernels, for a 6 x 6 map with a hole."""
-    u8 = np.zeros((6, 6), np.uint8)
-    u8[1:5, 1:5] = 200
-    u8[2:4, 2:4] = 50
-    height, width = u8.shape
-    stride = width + 2
-    size = (height + 2) * stride
-    n = height * width
-    val = np.zeros((height + 2, stride), np.uint8)
-    val[1:-1, 1:-1] = u8
-    return dict(
-        val=val.ravel(), stride=stride, height=height, width=width, size=size, n=n,
-        filled=np.zeros(size, np.uint8), order=np.empty(n, np.int32),
-        count=np.zeros(_NUM_LEVELS, np.int64), depressions=np.empty(n, np.int32),
-        needed=np.ones(_NUM_LEVELS, np.bool_), gt=np.array([[1.0, 1.0, 4.0, 4.0]]),
-        gvalid=np.ones(1, np.bool_), parent=np.empty(size, np.int32),
-        box=np.empty((size, 4), np.int32), area2=np.empty(size, np.int32),
-        slot=np.empty(size, np.int32), alive=np.empty(n, np.int32),
-        alive_iou=np.empty((n, 3), np.float64), levels=np.zeros((4, _NUM_LEVELS), np.float64),
-        lvl_box=np.zeros((_NUM_LEVELS, 4), np.int64),
-    )
+def _tiny_work() -> _Work:
+    """A workspace holding a 6 x 6 map with a hole, every level needed (compiles the kernels
+    for the argument types :func:`_map_ious` passes)."""
+    w = _Work(6, 6)
+    w.inner[1:5, 1:5] = 200
+    w.inner[2:4, 2:4] = 50
+    w.needed[:] = True
+    return w
+
+
+_TINY_GT = (np.array([[1.0, 1.0, 4.0, 4.0]]), np.ones(1, np.bool_))
 
 
 def _compile_holes() -> None:
-    """Compile (or load) :func:`_sweep_holes` for the argument types :func:`_map_ious` passes."""
-    a = _tiny_inputs()
-    filled = a["val"].copy()
-    hole = np.flatnonzero(a["val"] == 50).astype(np.int32)
-    filled[hole] = 200
-    a["depressions"][: hole.size] = hole
-    _sweep_holes(
-        a["val"], filled, a["depressions"], hole.size, a["stride"], a["height"], a["width"],
-        a["needed"], a["gt"], a["gvalid"], a["parent"], a["box"], a["slot"], a["alive"],
-        a["alive_iou"], a["levels"][2], a["levels"][3],
-    )
+    """Compile (or load) :func:`_sweep_holes`."""
+    w = _tiny_work()
+    hole = np.flatnonzero(w.val == 50).astype(np.int32)
+    w.filled[:] = w.val
+    w.filled[hole] = 200
+    w.depressions[: hole.size] = hole
+    w.holes(hole.size, *_TINY_GT)
 
 
 def _compile_down() -> None:
-    """Compile (or load) :func:`_fill_holes` and :func:`_sweep_down` for the argument types
-    :func:`_map_ious` passes."""
-    a = _tiny_inputs()
-    pos = np.empty(a["size"], np.int32)
-    _fill_holes(
-        a["val"], a["stride"], a["height"], a["width"], a["filled"], a["order"], pos, a["count"],
-        a["depressions"],
-    )
-    _sort_levels(a["val"], a["stride"], a["height"], a["width"], a["order"], pos, a["count"])
-    _sweep_down(
-        a["filled"], a["order"], a["count"], pos, a["stride"], a["height"], a["width"],
-        a["needed"], True, True, False, a["gt"], a["gvalid"], 0.0, _RING, a["parent"], a["box"],
-        a["area2"], a["slot"], a["alive"], a["alive_iou"], a["levels"][0], a["lvl_box"],
-        a["levels"][1],
-    )
+    """Compile (or load) :func:`_fill_holes`, :func:`_sort_levels` and :func:`_sweep_down`."""
+    w = _tiny_work()
+    w.fill()
+    w.sort()
+    w.down(True, True, False, *_TINY_GT, 0.0)
 
 
 def _cache_is_warm() -> bool:
@@ -831,6 +861,22 @@ def _cache_is_warm() -> bool:
         )
     except Exception:  # numba internals: when unsure, act as if cold
         return False
+
+
+@contextlib.contextmanager
+def _without_blas_probe():
+    """While numba loads its numpy support it probes for SciPy's BLAS, importing
+    ``scipy.linalg`` (about 0.2 s); the sweep uses no BLAS, so, where ``scipy.linalg`` is not
+    imported yet, the probe finds none. Afterwards it imports as usual (numba's ``np.dot`` looks
+    for it again when compiled)."""
+    blocked = "scipy.linalg" not in sys.modules
+    if blocked:
+        sys.modules["scipy.linalg"] = None  # import scipy.linalg... raises ImportError
+    try:
+        yield
+    finally:
+        if blocked and sys.modules.get("scipy.linalg", 0) is None:
+            del sys.modules["scipy.linalg"]
 
 
 def warm_up(parallel: bool | None = None) -> float:
@@ -844,10 +890,15 @@ def warm_up(parallel: bool | None = None) -> float:
     a time per process, so this uses a second core for the first call of a fresh install. Where
     ``os.fork`` is missing or not Linux's, or the child fails, everything compiles here.
     """
-    import sys
     import time
 
     start = time.perf_counter()
+    with _without_blas_probe():
+        _warm_up(parallel)
+    return time.perf_counter() - start
+
+
+def _warm_up(parallel: bool | None) -> None:
     if parallel is None:
         parallel = not _cache_is_warm()
     child = 0
@@ -867,14 +918,11 @@ def warm_up(parallel: bool | None = None) -> float:
         _compile_down()
         _compile_holes()
     # the entry point on a map with a hole at a read level: every kernel runs
-    a = _tiny_inputs()
-    u8 = a["val"].reshape(a["height"] + 2, a["stride"])[None, 1:-1, 1:-1].copy()
     compiled_threshold_ious(
-        u8,
+        _tiny_work().inner[None].copy(),
         np.array([[0, 100, 200]], dtype=np.int64),
         np.array([[[1.0, 1.0, 5.0, 5.0]]]),
         np.ones((1, 1), np.bool_),
         want_any=True,
         want_boxes=True,
     )
-    return time.perf_counter() - start

@@ -306,3 +306,67 @@ def test_a_failing_compile_child_leaves_the_work_to_the_parent(tmp_path):
     # the hole's border box [1, 1, 1 + 7, 1 + 7] (64 px) against the hole [2, 2, 6, 6] (25 px)
     assert float(iou) == 25 / 64
     assert int(holes_misses) == 1  # compiled by the parent
+
+
+def test_reused_work_arrays_leave_nothing_behind(hard):
+    # Each thread keeps one map shape's work arrays; a map must score the same after any other
+    # map of that shape as in fresh arrays. Score the hard maps in one call, then each again after
+    # dropping the kept arrays, and in reverse order.
+    from infocam_exp.metrics import _boxes_compiled as m
+
+    maps, gt, taus, _, _ = hard
+    u8 = normalize_to_uint8(maps.numpy())
+    cuts = np.floor(taus.numpy()[None, :] * u8.reshape(len(u8), -1).max(1)[:, None]).astype(np.int64)
+    gtn = gt.numpy().astype(np.float64)
+    valid = (gt >= 0).all(-1).numpy()
+    together = m.compiled_threshold_ious(u8, cuts, gtn, valid, want_boxes=True)
+    rev = slice(None, None, -1)
+    backwards = m.compiled_threshold_ious(u8[rev], cuts[rev], gtn[rev], valid[rev], want_boxes=True)
+    for b in range(len(u8)):
+        m._LOCAL.work = None
+        alone = m.compiled_threshold_ious(
+            u8[b : b + 1], cuts[b : b + 1], gtn[b : b + 1], valid[b : b + 1], want_boxes=True
+        )
+        for x, y, z in zip(together, alone, backwards, strict=True):
+            assert np.array_equal(x[b], y[0]) and np.array_equal(z[len(u8) - 1 - b], y[0]), b
+
+
+def test_small_holes_below_the_regions_best_are_not_scored():
+    # A 12 x 12 square full of one-pixel pits; its box (x1 = 15 + 1, the +1 of OpenCV's width)
+    # is the GT, IoU 1, so no hole border box (4 x 4 = 16 px, IoU 16 / 169 at most) can beat it
+    # and none is scored; a hole as large as the GT still is. The answers are OpenCV's.
+    from infocam_exp.metrics import _boxes_compiled as m
+
+    u8 = np.zeros((1, 20, 20), np.uint8)
+    u8[0, 4:16, 4:16] = 200
+    u8[0, 6:14:3, 6:14:3] = 10  # pits
+    gt = np.array([[[4.0, 4.0, 16.0, 16.0]]])
+    valid = np.ones((1, 1), bool)
+    cuts = np.array([[100]])
+    largest, best_any, _ = m.compiled_threshold_ious(u8, cuts, gt, valid)
+    assert largest[0, 0] == 1.0 and best_any[0, 0] == 1.0
+    w = m._LOCAL.work
+    assert w.levels[2, 100] == -1.0  # no hole scored at this level
+    ref = opencv_threshold_ious(torch.from_numpy(u8 / 200.0), torch.from_numpy(gt), torch.tensor([0.5]))
+    assert float(ref[1][0, 0]) == 1.0
+    # a ring: the hole's border box is the ring's box, as good as the region's; it is scored
+    ring = np.zeros((1, 20, 20), np.uint8)
+    ring[0, 4:16, 4:16] = 200
+    ring[0, 5:15, 5:15] = 10
+    m.compiled_threshold_ious(ring, cuts, gt, valid)
+    assert m._LOCAL.work.levels[2, 100] == 1.0
+
+
+def test_loading_the_sweep_skips_numbas_blas_probe():
+    # numba looks for SciPy's BLAS when it loads its numpy support; warm_up keeps scipy.linalg
+    # (about 0.2 s of imports) out of the evaluator's process, and it imports fine afterwards.
+    code = (
+        "import sys\n"
+        "from infocam_exp.metrics import _boxes_compiled as m\n"
+        "m.warm_up()\n"
+        "print('scipy.linalg' in sys.modules)\n"
+        "import scipy.linalg\n"
+        "print(scipy.linalg.inv([[4.0]])[0, 0])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["False", "0.25"]
