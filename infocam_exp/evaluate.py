@@ -608,5 +608,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _exit_now(status: int) -> None:
+    """End the CLI process without the interpreter's teardown, which spends about 0.3 s
+    collecting numba's objects after everything is written: flush, then ``os._exit``."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _exit_now(main())

@@ -2,6 +2,9 @@
 
 import gc
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +163,29 @@ def test_missing_metadata_file(split):
     meta, heat, *_ = split
     (meta / "image_sizes.txt").unlink()
     assert "image_sizes.txt" in _error(meta, heat)
+
+
+def test_cli_process_flushes_everything_before_its_quick_exit(split, tmp_path):
+    # `python -m infocam_exp.evaluate` ends with os._exit (no interpreter teardown): the table on
+    # a pipe, the log lines and the JSON report must all be complete, and the status kept.
+    meta, heat, ids, *_ = split
+    out = tmp_path / "m.json"
+    cmd = [sys.executable, "-m", "infocam_exp.evaluate", "--metadata", str(meta), "--heatmaps"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
+    res = subprocess.run(
+        [*cmd, str(heat), "--thresholds", "50", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0].split() == ["images", "3"]
+    assert res.stdout.rstrip().splitlines()[-1].startswith("GT-known Loc")
+    assert f"wrote {out}" in res.stderr
+    assert json.loads(out.read_text())["num_images"] == 3
+    (heat / f"{ids[0]}.npy").unlink()
+    res = subprocess.run([*cmd, str(heat)], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and ids[0] in res.stderr
 
 
 def test_cli_reports_errors_with_status_2(split, caplog):
