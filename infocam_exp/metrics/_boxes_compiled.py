@@ -867,9 +867,9 @@ def _cache_is_warm() -> bool:
 def _without_blas_probe():
     """While numba loads its numpy support it probes for SciPy's BLAS, importing
     ``scipy.linalg`` (about 0.2 s); the sweep uses no BLAS, so, where ``scipy.linalg`` is not
-    imported yet, the probe finds none. Afterwards it imports as usual (numba's ``np.dot`` looks
-    for it again when compiled)."""
-    blocked = "scipy.linalg" not in sys.modules
+    imported yet and no other thread runs (one could be importing it), the probe finds none.
+    Afterwards it imports as usual (numba's ``np.dot`` looks for it again when compiled)."""
+    blocked = "scipy.linalg" not in sys.modules and threading.active_count() == 1
     if blocked:
         sys.modules["scipy.linalg"] = None  # import scipy.linalg... raises ImportError
     try:

@@ -370,3 +370,9 @@ def test_loading_the_sweep_skips_numbas_blas_probe():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.split() == ["False", "0.25"]
+    # with another thread running (it might be importing SciPy) numba probes as usual
+    busy = "import threading\nthreading.Thread(target=__import__('time').sleep, args=(5,), daemon=True).start()\n"
+    res = subprocess.run(
+        [sys.executable, "-c", busy + code], capture_output=True, text=True, check=True
+    )
+    assert res.stdout.split() == ["True", "0.25"]
