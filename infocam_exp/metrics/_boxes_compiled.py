@@ -23,10 +23,11 @@ Same semantics as the torch sweep there (read that module's docstring), computed
   inside it, so the map itself is swept again only when that bound beats every other contour
   at some read level.
 - **Speed.** Per map the kernels release the GIL (``nogil``), so Python threads split a batch;
-  a region's IoU is computed only at read levels and only after its box grew; the glue between
-  kernels is numpy (:func:`_map_ious`). Compiled code is cached on disk (``cache=True``, where
-  :func:`fallback_cache_dir` says); with an empty cache :func:`warm_up` compiles the kernels in
-  two processes at once.
+  a region's IoU is computed only at read levels and only after its box grew, a hole's only
+  where its box could beat the regions' best; each thread keeps its work arrays from map to map
+  (:class:`_Work`); the glue between kernels is numpy (:func:`_map_ious`). Compiled code is
+  cached on disk (``cache=True``, where :func:`fallback_cache_dir` says); with an empty cache
+  :func:`warm_up` compiles the kernels in two processes at once.
 
 Everything here works on plain numpy arrays; :func:`infocam_exp.metrics.boxes.batched_threshold_ious`
 is the public entry point."""
