@@ -581,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not torch.cuda.is_available():
             parser.error("--device cuda requested but CUDA is not available")
     # The run makes little cyclic garbage, and each collection would walk numba's many objects.
+    collecting = gc.isenabled()
     gc.disable()
     try:
         report = evaluate(
@@ -600,7 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return log_user_error(err, log)
     finally:
-        gc.enable()
+        if collecting:
+            gc.enable()
     sys.stdout.write(format_table(report) + "\n")
     if args.json:
         write_json_atomic(Path(args.json), report)

@@ -194,6 +194,12 @@ def test_cli_reports_errors_with_status_2(split, caplog):
     assert main(["--metadata", str(meta), "--heatmaps", str(heat), "--thresholds", "10"]) == 2
     assert ids[0] in caplog.text
     assert gc.isenabled()
+    gc.disable()  # a caller's own choice is kept
+    try:
+        assert main(["--metadata", str(meta), "--heatmaps", str(heat)]) == 2
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_load_metadata_groups_multiple_boxes(split):
