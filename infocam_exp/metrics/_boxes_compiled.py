@@ -87,7 +87,6 @@ if _FALLBACK is not None:  # before the decorators below: they pick the cache fo
 from numba import njit  # noqa: E402
 
 _NUM_LEVELS = 256
-_OUTSIDE = np.iinfo(np.int32).max  # processing position of the frame: never "entered"
 _STALE = -2.0  # a live region's cached IoU after its box grew (IoUs lie in [0, 1])
 _UNSCORED = -3.0  # a hole's cached IoU while only its box area is known
 
@@ -216,8 +215,9 @@ def _fill_holes(val, stride, height, width, filled, order, count, depressions, h
     path. So p lies in a hole of ``val > t`` exactly for ``val[p] <= t < filled[p]``, and
     ``filled > t`` is the union of the outer regions of ``val > t`` with their holes filled.
     Pixels leave the bucket queue in rising ``filled`` order; ``order`` receives them falling
-    (``count[v]`` of them at level v; ``pos`` is the inverse, ``_OUTSIDE`` on the frame),
-    ``depressions`` the pixels with ``filled > val``. Returns the number of those.
+    (``count[v]`` of them at level v), ``depressions`` the pixels with ``filled > val``.
+    Returns the number of those. ``head`` (one entry per level), ``nxt`` and ``seen`` (one per
+    pixel of the framed map) are scratch.
     """
     for v in range(_NUM_LEVELS):
         head[v] = -1
@@ -265,7 +265,7 @@ def _fill_holes(val, stride, height, width, filled, order, count, depressions, h
 @njit(cache=True, nogil=True)
 def _sort_levels(val, stride, height, width, order, count, start):
     """The map's pixels by falling value, raster order within a value (a counting sort):
-    ``order``, its inverse ``pos`` (``_OUTSIDE`` on the frame) and ``count[v]`` per value."""
+    ``order`` and ``count[v]`` per value; ``start`` (one entry per level) is scratch."""
     for v in range(_NUM_LEVELS):
         count[v] = 0
     for y in range(1, height + 1):
@@ -360,7 +360,8 @@ def _sweep_down(
     lvl_largest, lvl_box, lvl_any,
 ):
     """Falling sweep: pixels enter in ``order`` (``count[v]`` at value v, from 255 down to 1;
-    ``pos[p]`` is p's place in ``order``), merging 8-connected regions in a union-find whose
+    ``entered`` marks them, ``offs`` holds the 8 neighbour offsets in ring order), merging
+    8-connected regions in a union-find whose
     root is each region's raster-first pixel. Each root keeps its box and (``track_area``) its
     contour area in half units; the live roots sit in ``alive`` (``slot[r]`` is r's place) with,
     for ``track_any``, their box's best IoU beside them in ``alive_iou``, recomputed only when the
@@ -507,7 +508,10 @@ def _sweep_holes(
     whole when it joins the outer background at ``t = filled``. At each needed level it writes
     the best IoU of a hole border's box (the hole's box grown by a pixel) to ``lvl_hole`` and the
     best :func:`_cover` of those boxes to ``lvl_cover``: a bound on the IoU of any region inside
-    a hole (an island), whose box lies in the hole border's box. Both stay -1 without holes."""
+    a hole (an island), whose box lies in the hole border's box. Both stay -1 without holes.
+    Holes whose box is too small to beat ``floor[t]`` (the regions' best IoU at level t) are not
+    scored, so both outputs are exact only where they exceed the floor, which is all that
+    MaxBoxAccV2 and the island test need. ``count``, ``order`` and ``entered`` are scratch."""
     for v in range(_NUM_LEVELS + 1):
         count[v] = 0
     for i in range(n_dep):
