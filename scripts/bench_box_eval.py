@@ -25,10 +25,12 @@ cache that run filled (``warm``), and times wsolevaluation's per-image procedure
 ``--opencv-maps`` of the same files right before, between and right after the two CLI runs
 (this machine's speed drifts by tens of percent within a minute; each ratio uses the mean of the
 two reference timings around its run). It prints maps/s of each, the ratios, and with
-``--repeats`` above 1 their medians::
+``--repeats`` above 1 their medians. With ``--wsolevaluation CHECKOUT`` the reference is
+wsolevaluation's own ``BoxEvaluator`` from a checkout of clovaai/wsolevaluation instead of the
+script's transcription of its procedure::
 
     python scripts/bench_box_eval.py --whole-process [--maps 3000] [--thresholds 1000]
-        [--opencv-maps 20] [--repeats 3] [--data DIR]
+        [--opencv-maps 20] [--repeats 3] [--data DIR] [--wsolevaluation CHECKOUT]
 """
 
 from __future__ import annotations
@@ -196,8 +198,12 @@ def write_split(root: Path, maps: np.ndarray, gt: np.ndarray, seed: int) -> tupl
     return meta, heat
 
 
-def wsolevaluation_v1_rate(meta: Path, heat: Path, num: int, thresholds: int) -> float:
-    """Maps/s of wsolevaluation's per-image V1 procedure on the split's first ``num`` maps.
+def wsolevaluation_v1_rate(
+    meta: Path, heat: Path, num: int, thresholds: int
+) -> tuple[float, np.ndarray]:
+    """Maps/s of wsolevaluation's per-image V1 procedure on the split's first ``num`` maps, and
+    its hit counts per threshold (IoU >= 0.5; ``tests/test_bench_box_eval.py`` checks them
+    against the evaluator's).
 
     Per map, as its pipeline and ``BoxEvaluator.accumulate`` with ``multi_contour_eval=False``
     do: read the ``.npy``, ``normalize_scoremap`` in float64, check the map (NaN, range), then at
@@ -249,12 +255,12 @@ def wsolevaluation_v1_rate(meta: Path, heat: Path, num: int, thresholds: int) ->
             per_tau.append(max(best[first : first + count]))
             first += count
         hits[np.where(np.asarray(per_tau) >= 0.5)[0]] += 1
-    return len(ids) / (time.perf_counter() - start)
+    return len(ids) / (time.perf_counter() - start), hits
 
 
 def real_wsolevaluation_v1_rate(
     checkout: Path, meta: Path, heat: Path, num: int, thresholds: int
-) -> float:
+) -> tuple[float, np.ndarray]:
     """Maps/s of wsolevaluation's own ``BoxEvaluator`` (V1, ``multi_contour_eval=False``) from a
     checkout of clovaai/wsolevaluation: per map, ``np.load``, float64, its
     ``normalize_scoremap`` and ``accumulate``, as its ``evaluate_wsol`` does (imported with the
@@ -278,7 +284,7 @@ def real_wsolevaluation_v1_rate(
     for image_id in ids:
         cam = np.load(heat / f"{image_id}.npy").astype(np.float64)
         evaluator.accumulate(inference.normalize_scoremap(cam), image_id)
-    return len(ids) / (time.perf_counter() - start)
+    return len(ids) / (time.perf_counter() - start), evaluator.num_correct[50]
 
 
 def run_cli(meta: Path, heat: Path, thresholds: int, cache: Path, out: Path) -> float:
@@ -324,11 +330,11 @@ def whole_process(args: argparse.Namespace) -> None:
             # The machine's speed drifts by tens of percent within a minute, so the reference
             # is timed right before and right after each CLI run and each ratio uses the mean
             # of the two around it.
-            ref0 = reference(meta, heat, args.opencv_maps, args.thresholds)
+            ref0 = reference(meta, heat, args.opencv_maps, args.thresholds)[0]
             cold = run_cli(meta, heat, args.thresholds, cache, root / "cold.json")
-            ref1 = reference(meta, heat, args.opencv_maps, args.thresholds)
+            ref1 = reference(meta, heat, args.opencv_maps, args.thresholds)[0]
             warm = run_cli(meta, heat, args.thresholds, cache, root / "warm.json")
-            ref2 = reference(meta, heat, args.opencv_maps, args.thresholds)
+            ref2 = reference(meta, heat, args.opencv_maps, args.thresholds)[0]
             same = (root / "cold.json").read_text() == (root / "warm.json").read_text()
             cold_x = args.maps / cold / ((ref0 + ref1) / 2)
             warm_x = args.maps / warm / ((ref1 + ref2) / 2)
