@@ -317,6 +317,7 @@ def whole_process(args: argparse.Namespace) -> None:
                      data, time.perf_counter() - start)
         else:
             log.info("reusing the maps in %s", data)
+        num = len((meta / "image_ids.txt").read_text().split())  # the CLI scores them all
         results = []
         if args.wsolevaluation:
             checkout = Path(args.wsolevaluation)
@@ -336,14 +337,14 @@ def whole_process(args: argparse.Namespace) -> None:
             warm = run_cli(meta, heat, args.thresholds, cache, root / "warm.json")
             ref2 = reference(meta, heat, args.opencv_maps, args.thresholds)[0]
             same = (root / "cold.json").read_text() == (root / "warm.json").read_text()
-            cold_x = args.maps / cold / ((ref0 + ref1) / 2)
-            warm_x = args.maps / warm / ((ref1 + ref2) / 2)
+            cold_x = num / cold / ((ref0 + ref1) / 2)
+            warm_x = num / warm / ((ref1 + ref2) / 2)
             results.append((cold, warm, cold_x, warm_x))
             log.info(
                 "run %d: CLI (V1 + V2) cold %.1f s = %.1f maps/s (%.0fx), warm %.1f s = %.1f "
                 "maps/s (%.0fx); wsolevaluation V1 loop %.2f / %.2f / %.2f maps/s (%d maps, "
                 "before cold / between / after warm); cold and warm reports %s",
-                rep, cold, args.maps / cold, cold_x, warm, args.maps / warm, warm_x, ref0, ref1,
+                rep, cold, num / cold, cold_x, warm, num / warm, warm_x, ref0, ref1,
                 ref2, args.opencv_maps, "identical" if same else "DIFFER",
             )
             if not same:
