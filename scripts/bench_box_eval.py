@@ -269,6 +269,7 @@ def real_wsolevaluation_v1_rate(
     from check_pxap_against_wsolevaluation import _import_wsolevaluation
 
     evaluation, inference = _import_wsolevaluation(checkout)
+
     class Metadata(dict):  # what munch.Munch gives wsolevaluation: keys and attributes
         __getattr__ = dict.__getitem__
 
