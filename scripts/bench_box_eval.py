@@ -258,6 +258,15 @@ def wsolevaluation_v1_rate(
     return len(ids) / (time.perf_counter() - start), hits
 
 
+@functools.cache
+def _wsolevaluation_modules(checkout: Path):
+    """wsolevaluation's ``evaluation`` and ``inference`` modules, imported once per process."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from check_pxap_against_wsolevaluation import _import_wsolevaluation
+
+    return _import_wsolevaluation(checkout)
+
+
 def real_wsolevaluation_v1_rate(
     checkout: Path, meta: Path, heat: Path, num: int, thresholds: int
 ) -> tuple[float, np.ndarray]:
@@ -265,10 +274,7 @@ def real_wsolevaluation_v1_rate(
     checkout of clovaai/wsolevaluation: per map, ``np.load``, float64, its
     ``normalize_scoremap`` and ``accumulate``, as its ``evaluate_wsol`` does (imported with the
     shims of ``check_pxap_against_wsolevaluation.py``)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from check_pxap_against_wsolevaluation import _import_wsolevaluation
-
-    evaluation, inference = _import_wsolevaluation(checkout)
+    evaluation, inference = _wsolevaluation_modules(checkout)
 
     class Metadata(dict):  # what munch.Munch gives wsolevaluation: keys and attributes
         __getattr__ = dict.__getitem__
