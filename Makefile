@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m infocam_exp.evaluate --warm-up
+	INFOCAM_BOX_KERNEL=numba $(PY) -m infocam_exp.evaluate --warm-up
 	touch $(STAMP)
 
-setup: $(STAMP)  ## Create .venv, install the project (editable) with its dev tools, compile the box sweep
+setup: $(STAMP)  ## Create .venv, install the project (editable) with its dev tools, build the box sweep (C and numba)
 
 run: setup  ## Run the main job on its embedded default (synthetic MI, one setting, about 20 s)
 	$(PY) -m infocam_exp

@@ -27,10 +27,12 @@ Mask metadata (wsolevaluation's OpenImages layout: ``localization.txt`` lines
 ``<id>,<mask_path>,<ignore_path>``) is detected and scored with PxAP instead; it needs
 ``--mask-root`` (see :mod:`infocam_exp.evaluate_masks`).
 
-Speed (docs/evaluator_speed.md): on a CPU the module imports numpy and numba only (torch is
-imported only for ``--device cuda`` or ``--backend torch``); ``--threads`` threads (default: one
-per core) each read, normalise and sweep their own batches with the compiled sweep, whose numba
-cache ``--warm-up`` fills ahead of time (``make setup`` runs it).
+Speed (docs/evaluator_speed.md): on a CPU the module imports numpy only (torch is imported only
+for ``--device cuda`` or ``--backend torch``); ``--threads`` threads (default: one per core) each
+read, normalise and sweep their own batches with the compiled sweep: C kernels built by the
+system's C compiler on first use (a fraction of a second), or numba's where no compiler builds
+them (``INFOCAM_BOX_KERNEL`` chooses; see :func:`infocam_exp.metrics._boxes_compiled.select_kernels`).
+``--warm-up`` builds or compiles them ahead of time (``make setup`` runs it).
 """
 
 from __future__ import annotations
@@ -373,8 +375,8 @@ def evaluate(
     if backend == "compiled" and on_cpu:
         from infocam_exp.metrics import _boxes_compiled
 
-        # load the compiled sweep before any thread starts; a fresh install compiles it on two
-        # cores (it forks)
+        # load the compiled sweep before any thread starts (a fresh install builds it; numba's
+        # form compiles on two cores, forking)
         _boxes_compiled.warm_up()
     bar = ProgressCount(len(ids), desc="heatmaps", unit="map", enabled=progress)
     pool = ThreadPoolExecutor(max_workers=workers)
@@ -549,18 +551,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--warm-up",
         action="store_true",
-        help="only compile the box sweep into numba's on-disk cache (or load it) and print where "
-        "the cache is; make setup runs this",
+        help="only build (or load) the compiled box sweep and print which kernels are in use and "
+        "where their compiled code is; make setup runs this",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.warm_up:
         from infocam_exp.metrics import _boxes_compiled
 
-        seconds = _boxes_compiled.warm_up()
-        sys.stdout.write(
-            f"box sweep ready in {seconds:.1f} s; numba cache: {_boxes_compiled.cache_dir()}\n"
-        )
+        try:
+            seconds = _boxes_compiled.warm_up()
+        except UserError as err:  # an unknown INFOCAM_BOX_KERNEL, or C asked for and not built
+            if full_error_requested():
+                raise
+            return log_user_error(err, log)
+        sys.stdout.write(f"box sweep ready in {seconds:.1f} s: {_boxes_compiled.describe()}\n")
         return 0
     if not args.metadata or not args.heatmaps:
         parser.error("--metadata and --heatmaps are required (unless --warm-up)")

@@ -16,8 +16,9 @@ Localization Methods Right", CVPR 2020) so that numbers computed here agree with
    raster order, as ``max(contours, key=cv2.contourArea)`` on OpenCV's contour order (reverse
    raster order of each region's first pixel, as observed with OpenCV 4/5).
 
-Two implementations, one semantics: on a CPU :func:`batched_threshold_ious` runs a compiled (numba)
-form of the sweep below, one map per thread (:mod:`infocam_exp.metrics._boxes_compiled`); maps on
+Two implementations, one semantics: on a CPU :func:`batched_threshold_ious` runs a compiled (C,
+or numba where no C compiler builds it) form of the sweep below, one map per thread
+(:mod:`infocam_exp.metrics._boxes_compiled`); maps on
 a GPU use the batched torch form here. Tests hold both to an independent per-image OpenCV
 reference (tests/metrics/opencv_reference.py) and to each other, IoU for IoU.
 
@@ -733,12 +734,11 @@ def _compiled_ious(
 
 
 def compiled_sweep_available() -> bool:
-    """True when numba imports (the compiled CPU sweep's only requirement)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when numba is installed (the compiled CPU sweep's fallback when its C kernels do not
+    build; a dependency of the package). Found without importing it: the C kernels need no numba."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
 
 
 BACKENDS = ("auto", "compiled", "torch")
@@ -757,7 +757,7 @@ def batched_threshold_ious(
 ) -> tuple[Tensor, Tensor]:
     """:func:`threshold_ious` for a batch: compiled on a CPU, the torch sweep on a GPU.
 
-    On a CPU (``backend="auto"`` or ``"compiled"``) a numba-compiled union-find sweeps each map
+    On a CPU (``backend="auto"`` or ``"compiled"``) a compiled (C or numba) union-find sweeps each map
     (the same semantics; tests hold both paths to one OpenCV reference and to each other), the
     maps split over ``workers`` threads. Maps on another device use the torch sweep there
     (``backend="torch"`` forces it on a CPU too), in chunks; on a CPU the chunks run on parallel

@@ -7,10 +7,6 @@ and the all-contour IoUs (MaxBoxAccV2) must equal the independent OpenCV referen
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import cv2
 import numpy as np
 import pytest
@@ -22,6 +18,9 @@ from infocam_exp.metrics.boxes import (
     threshold_ious,
 )
 from tests.metrics.opencv_reference import normalize_to_uint8, opencv_threshold_ious
+
+# every test runs with both kernel sets of the compiled sweep (C and numba)
+pytestmark = pytest.mark.usefixtures("box_kernels")
 
 
 def _one(maps: torch.Tensor, gt: list[list[int]], taus, backend: str = "compiled"):
@@ -251,61 +250,21 @@ def _nested_rectangles(num: int, seed: int) -> tuple[list[torch.Tensor], torch.T
     return maps, torch.tensor(boxes)[:, None, :]
 
 
-def test_nested_rectangles_against_opencv():
+@pytest.fixture(scope="module")
+def nested():
+    """240 nested-rectangle maps, their GT and OpenCV's IoUs at 1,000 thresholds (computed once
+    for both kernel sets)."""
     maps, gt = _nested_rectangles(240, seed=3)
     taus = default_thresholds(1000)
-    for m, box in zip(maps, gt, strict=True):
+    refs = [opencv_threshold_ious(m[None], box[None], taus) for m, box in zip(maps, gt, strict=True)]
+    return maps, gt, taus, refs
+
+
+def test_nested_rectangles_against_opencv(nested):
+    maps, gt, taus, refs = nested
+    for m, box, ref in zip(maps, gt, refs, strict=True):
         got = batched_threshold_ious(m[None], box[None], taus, backend="compiled")
-        ref = opencv_threshold_ious(m[None], box[None], taus)
         assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), m
-
-
-def _in_subprocess(code: str, cache) -> list[str]:
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
-    res = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return res.stdout.split()
-
-
-def test_an_empty_cache_is_filled_by_two_processes(tmp_path):
-    # The parent compiles the falling sweep while a forked child compiles the hole sweep into
-    # the cache; the parent then loads the hole sweep from there instead of compiling it.
-    code = (
-        "from infocam_exp.metrics import _boxes_compiled as m\n"
-        "print(m._cache_is_warm())\n"
-        "m.warm_up(parallel=True)\n"
-        "for f in (m._sweep_holes, m._sweep_down):\n"
-        "    print(sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))\n"
-    )
-    out = _in_subprocess(code, tmp_path)
-    assert out[0] == "False"
-    holes_hits, holes_misses, down_hits, down_misses = (int(v) for v in out[1:])
-    assert (holes_hits, holes_misses) == (1, 0)  # compiled by the child, loaded here
-    assert down_misses == 1  # compiled here
-    # a later process finds everything in the cache
-    assert _in_subprocess(code.replace("parallel=True", "parallel=None"), tmp_path)[:1] == ["True"]
-
-
-def test_a_failing_compile_child_leaves_the_work_to_the_parent(tmp_path):
-    code = (
-        "import numpy as np\n"
-        "from infocam_exp.metrics import _boxes_compiled as m\n"
-        "def boom():\n"
-        "    raise RuntimeError('child failed')\n"
-        "m._compile_holes = boom\n"
-        "m.warm_up(parallel=True)\n"
-        "u8 = np.zeros((1, 9, 9), np.uint8)\n"
-        "u8[0, 1:8, 1:8] = 200\n"
-        "u8[0, 2:7, 2:7] = 0\n"
-        "l, a, _ = m.compiled_threshold_ious(u8, np.array([[100]]), np.array([[[2., 2., 6., 6.]]]),\n"
-        "                                    np.ones((1, 1), bool))\n"
-        "print(a[0, 0], sum(m._sweep_holes.stats.cache_misses.values()))\n"
-    )
-    iou, holes_misses = _in_subprocess(code, tmp_path)
-    # the hole's border box [1, 1, 1 + 7, 1 + 7] (64 px) against the hole [2, 2, 6, 6] (25 px)
-    assert float(iou) == 25 / 64
-    assert int(holes_misses) == 1  # compiled by the parent
 
 
 def test_reused_work_arrays_leave_nothing_behind(hard):
@@ -355,24 +314,3 @@ def test_small_holes_below_the_regions_best_are_not_scored():
     ring[0, 5:15, 5:15] = 10
     m.compiled_threshold_ious(ring, cuts, gt, valid)
     assert m._LOCAL.work.levels[2, 100] == 1.0
-
-
-def test_loading_the_sweep_skips_numbas_blas_probe():
-    # numba looks for SciPy's BLAS when it loads its numpy support; warm_up keeps scipy.linalg
-    # (about 0.2 s of imports) out of the evaluator's process, and it imports fine afterwards.
-    code = (
-        "import sys\n"
-        "from infocam_exp.metrics import _boxes_compiled as m\n"
-        "m.warm_up()\n"
-        "print('scipy.linalg' in sys.modules)\n"
-        "import scipy.linalg\n"
-        "print(scipy.linalg.inv([[4.0]])[0, 0])\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.split() == ["False", "0.25"]
-    # with another thread running (it might be importing SciPy) numba probes as usual
-    busy = "import threading\nthreading.Thread(target=__import__('time').sleep, args=(5,), daemon=True).start()\n"
-    res = subprocess.run(
-        [sys.executable, "-c", busy + code], capture_output=True, text=True, check=True
-    )
-    assert res.stdout.split() == ["True", "0.25"]

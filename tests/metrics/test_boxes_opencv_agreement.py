@@ -21,6 +21,7 @@ from infocam_exp.metrics.boxes import (
     scoremaps_to_uint8,
     threshold_ious,
 )
+from tests.metrics.conftest import use_box_kernels
 from tests.metrics.opencv_reference import opencv_threshold_ious
 
 
@@ -102,18 +103,22 @@ def varied():
         swept = threshold_ious(maps, gt, taus)
     finally:
         torch.set_num_threads(threads)
-    compiled = batched_threshold_ious(maps, gt, taus, backend="compiled")
+    ours = {"torch": swept}
+    for kernels in ("c", "numba"):  # the compiled sweep's two kernel sets
+        with use_box_kernels(kernels):
+            ours[f"compiled-{kernels}"] = batched_threshold_ious(maps, gt, taus, backend="compiled")
     ref = opencv_threshold_ious(maps, gt, taus)
-    return maps, gt, {"torch": swept, "compiled": compiled}, ref
+    return maps, gt, ours, ref
 
 
-def test_compiled_and_torch_sweeps_agree_exactly(varied):
+@pytest.mark.parametrize("kernels", ["c", "numba"])
+def test_compiled_and_torch_sweeps_agree_exactly(varied, kernels):
     _, _, ours, _ = varied
-    assert torch.equal(ours["compiled"][0], ours["torch"][0])
-    assert torch.equal(ours["compiled"][1], ours["torch"][1])
+    assert torch.equal(ours[f"compiled-{kernels}"][0], ours["torch"][0])
+    assert torch.equal(ours[f"compiled-{kernels}"][1], ours["torch"][1])
 
 
-@pytest.mark.parametrize("backend", ["compiled", "torch"])
+@pytest.mark.parametrize("backend", ["compiled-c", "compiled-numba", "torch"])
 def test_metrics_agree_with_opencv_within_a_tenth_of_a_point(varied, backend):
     _, _, ours, ref = varied
     got, want = _metrics(*ours[backend]), _metrics(*ref)
@@ -121,7 +126,7 @@ def test_metrics_agree_with_opencv_within_a_tenth_of_a_point(varied, backend):
         assert math.isclose(got[key], want[key], abs_tol=0.1), (key, got[key], want[key])
 
 
-@pytest.mark.parametrize("backend", ["compiled", "torch"])
+@pytest.mark.parametrize("backend", ["compiled-c", "compiled-numba", "torch"])
 def test_per_threshold_ious_identical(varied, backend):
     maps, _, ours, (ref_largest, ref_any) = varied
     largest, anyr = ours[backend]
@@ -131,6 +136,7 @@ def test_per_threshold_ious_identical(varied, backend):
     assert torch.equal(largest, ref_largest)
 
 
+@pytest.mark.usefixtures("box_kernels")
 def test_large_maps_agree():
     g = torch.Generator().manual_seed(5)
     maps = _blobs(g, 3, 224, 3, (10, 50))

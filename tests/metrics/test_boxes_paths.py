@@ -155,7 +155,8 @@ def test_evaluate_cli_path_imports_neither_torch_nor_torchmetrics():
 
 def test_fallback_cache_dir_only_when_numba_has_nowhere_to_write(tmp_path):
     pkg = tmp_path / "pkg"
-    fallback = compiled_mod.fallback_cache_dir
+    from infocam_exp.metrics._boxes_numba import fallback_cache_dir as fallback
+
     env = {"XDG_CACHE_HOME": str(tmp_path / "home_cache")}
     assert fallback(env, pkg, writable=lambda _p: True) is None
     assert fallback({"NUMBA_CACHE_DIR": "/x"}, pkg, writable=lambda _p: False) is None
