@@ -13,24 +13,26 @@ the (map, threshold) IoUs of each that differ from the compiled path's (the torc
 exactly; the OpenCV loop may differ on the largest region of maps with holes, see boxes.py). The OpenCV loop is
 single-threaded, as in wsolevaluation; the other two use ``--threads``.
 
-``--compile-time`` also reports the compiled path's one-off cost in fresh processes: compiling
-into an empty numba cache, then loading that cache.
+``--compile-time`` also reports the compiled path's one-off cost in fresh processes: building
+into empty caches (no C library, no numba code), then loading them.
 
 ``--whole-process`` times what a user waits for instead: it writes ``--maps`` heatmaps (``.npy``,
 a mix of smooth, shifted, multi-modal and noisy maps, see :func:`mixed_maps`) with wsolevaluation
 box metadata into a temporary folder, then runs ``python -m infocam_exp.evaluate`` on them as a
-subprocess twice, first with an empty numba cache (a fresh install: ``cold``) and then with the
-cache that run filled (``warm``), and times wsolevaluation's per-image procedure (read the
+subprocess twice, first with empty caches (a fresh install: no C library built, an empty numba
+cache: ``cold``) and then with what that run built (``warm``), and times wsolevaluation's per-image procedure (read the
 ``.npy``, normalise, OpenCV at every threshold, the largest contour's box only: V1) on
 ``--opencv-maps`` of the same files right before, between and right after the two CLI runs
 (this machine's speed drifts by tens of percent within a minute; each ratio uses the mean of the
 two reference timings around its run). It prints maps/s of each, the ratios, and with
 ``--repeats`` above 1 their medians. With ``--wsolevaluation CHECKOUT`` the reference is
 wsolevaluation's own ``BoxEvaluator`` from a checkout of clovaai/wsolevaluation instead of the
-script's transcription of its procedure::
+script's transcription of its procedure. ``--kernel`` sets the CLI's ``INFOCAM_BOX_KERNEL``
+(``auto``: C where a compiler builds it; ``numba`` times the fallback)::
 
     python scripts/bench_box_eval.py --whole-process [--maps 3000] [--thresholds 1000]
         [--opencv-maps 20] [--repeats 3] [--data DIR] [--wsolevaluation CHECKOUT]
+        [--kernel auto|c|numba]
 """
 
 from __future__ import annotations
@@ -130,8 +132,17 @@ def run_path(path, maps, gt, taus, device, v2: bool, threads: int):
     return largest, (anyr if v2 else None)
 
 
+def _cache_env(cache: Path | str, kernel: str = "auto") -> dict[str, str]:
+    """The environment of a process whose compiled code lives in ``cache`` (both kernel sets)."""
+    return dict(
+        os.environ, NUMBA_CACHE_DIR=str(Path(cache) / "numba"),
+        INFOCAM_KERNEL_CACHE=str(Path(cache) / "native"), INFOCAM_BOX_KERNEL=kernel,
+        PYTHONPATH=str(ROOT),
+    )
+
+
 def compile_time() -> tuple[float, float]:
-    """Seconds of the first compiled call in a fresh process: empty cache, then warm cache."""
+    """Seconds of the first compiled call in a fresh process: empty caches, then warm ones."""
     code = (
         "import time, torch\n"
         "from infocam_exp.metrics.boxes import batched_threshold_ious, default_thresholds\n"
@@ -142,7 +153,7 @@ def compile_time() -> tuple[float, float]:
     )
     out = []
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+        env = _cache_env(cache)
         for _ in range(2):
             res = subprocess.run(
                 [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
@@ -294,9 +305,10 @@ def real_wsolevaluation_v1_rate(
     return len(ids) / (time.perf_counter() - start), evaluator.num_correct[50]
 
 
-def run_cli(meta: Path, heat: Path, thresholds: int, cache: Path, out: Path) -> float:
-    """Wall seconds of one ``python -m infocam_exp.evaluate`` process (numba cache ``cache``)."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+def run_cli(meta: Path, heat: Path, thresholds: int, cache: Path, out: Path, kernel: str) -> float:
+    """Wall seconds of one ``python -m infocam_exp.evaluate`` process (compiled code in
+    ``cache``, kernels ``kernel``)."""
+    env = _cache_env(cache, kernel)
     cmd = [
         sys.executable, "-m", "infocam_exp.evaluate", "--metadata", str(meta), "--heatmaps",
         str(heat), "--thresholds", str(thresholds), "--json", str(out),
@@ -334,24 +346,25 @@ def whole_process(args: argparse.Namespace) -> None:
             reference = wsolevaluation_v1_rate
         for rep in range(args.repeats):
             log.info("load average %.2f %.2f %.2f", *os.getloadavg())
-            cache = root / f"numba_cache_{rep}"
+            cache = root / f"cache_{rep}"
             # The machine's speed drifts by tens of percent within a minute, so the reference
             # is timed right before and right after each CLI run and each ratio uses the mean
             # of the two around it.
             ref0 = reference(meta, heat, args.opencv_maps, args.thresholds)[0]
-            cold = run_cli(meta, heat, args.thresholds, cache, root / "cold.json")
+            cold = run_cli(meta, heat, args.thresholds, cache, root / "cold.json", args.kernel)
+            used = "c" if any((cache / "native").glob("*.so")) else "numba"
             ref1 = reference(meta, heat, args.opencv_maps, args.thresholds)[0]
-            warm = run_cli(meta, heat, args.thresholds, cache, root / "warm.json")
+            warm = run_cli(meta, heat, args.thresholds, cache, root / "warm.json", args.kernel)
             ref2 = reference(meta, heat, args.opencv_maps, args.thresholds)[0]
             same = (root / "cold.json").read_text() == (root / "warm.json").read_text()
             cold_x = num / cold / ((ref0 + ref1) / 2)
             warm_x = num / warm / ((ref1 + ref2) / 2)
             results.append((cold, warm, cold_x, warm_x))
             log.info(
-                "run %d: CLI (V1 + V2) cold %.1f s = %.1f maps/s (%.0fx), warm %.1f s = %.1f "
+                "run %d: CLI (V1 + V2, %s kernels) cold %.1f s = %.1f maps/s (%.0fx), warm %.1f s = %.1f "
                 "maps/s (%.0fx); wsolevaluation V1 loop %.2f / %.2f / %.2f maps/s (%d maps, "
                 "before cold / between / after warm); cold and warm reports %s",
-                rep, cold, num / cold, cold_x, warm, num / warm, warm_x, ref0, ref1,
+                rep, used, cold, num / cold, cold_x, warm, num / warm, warm_x, ref0, ref1,
                 ref2, args.opencv_maps, "identical" if same else "DIFFER",
             )
             if not same:
@@ -396,7 +409,7 @@ def main() -> None:
     parser.add_argument(
         "--whole-process",
         action="store_true",
-        help="time the evaluate CLI as a subprocess (cold and warm numba cache) against "
+        help="time the evaluate CLI as a subprocess (cold and warm caches) against "
         "wsolevaluation's per-image V1 loop; --maps maps (default 3000), --thresholds N (1000)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="--whole-process runs (medians reported)")
@@ -404,6 +417,10 @@ def main() -> None:
         "--data", help="--whole-process: keep the generated maps here and reuse them next time"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--kernel", choices=("auto", "c", "numba"), default="auto",
+        help="--whole-process: the CLI's INFOCAM_BOX_KERNEL (numba: time the fallback kernels)",
+    )
     parser.add_argument(
         "--wsolevaluation",
         metavar="CHECKOUT",
