@@ -230,9 +230,16 @@ def test_cpu_evaluation_needs_no_torch_sweep_and_the_torch_backend_agrees(split,
     assert by_torch["metrics"] == auto["metrics"] and by_torch["curves"] == auto["curves"]
 
 
-def test_warm_up_reports_the_cache_folder(capsys):
-    assert main(["--warm-up"]) == 0
-    assert "numba cache:" in capsys.readouterr().out
+@pytest.mark.parametrize("kernels", ["c", "numba"])
+def test_warm_up_reports_the_kernels_and_where_they_live(capsys, kernels):
+    from tests.metrics.conftest import use_box_kernels
+
+    with use_box_kernels(kernels) as chosen:
+        assert main(["--warm-up"]) == 0
+        out = capsys.readouterr().out
+    assert out.startswith("box sweep ready in ")
+    assert out.rstrip().endswith(f": {kernels} kernels, compiled code in {chosen.location()}")
+    assert os.path.exists(chosen.location())
 
 
 def test_fast_npy_reader_equals_np_load_and_falls_back(tmp_path):

@@ -113,16 +113,19 @@ def build(folder: Path | None = None, env: dict[str, str] | None = None) -> Path
         return target
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise BuildError(f"cannot create the kernel cache {folder}: {exc}; set ${CACHE_ENV}") from exc
-    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+        raise BuildError(f"cannot write to the kernel cache {folder}: {exc}; set ${CACHE_ENV}") from exc
+    # a name of its own per build: processes (DDP ranks, hosts sharing a home) may build at once
+    os.close(handle)
+    tmp = Path(tmp_name)
     full = [*cmd, *FLAGS, "-o", str(tmp), str(SOURCE)]
     try:
         res = subprocess.run(full, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         tmp.unlink(missing_ok=True)
         raise BuildError(f"running the C compiler failed ({shlex.join(full)}): {exc}") from exc
-    if res.returncode != 0 or not tmp.is_file():
+    if res.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
         tmp.unlink(missing_ok=True)
         message = (res.stderr or res.stdout).strip().splitlines()[-20:]
         raise BuildError(
@@ -194,15 +197,18 @@ class Kernels:
         return a
 
     @staticmethod
-    def _gt(gt, gvalid) -> tuple[int, int, int]:
+    def _gt(gt, gvalid) -> tuple[np.ndarray, np.ndarray]:
+        """``gt`` and ``gvalid`` as the C code reads them (copies where they are not already):
+        the caller keeps them alive while the C function runs."""
         gt = np.ascontiguousarray(gt, np.float64)
         gvalid = np.ascontiguousarray(gvalid, np.bool_)
         if gt.ndim != 2 or gt.shape[1] != 4 or gvalid.shape != gt.shape[:1]:
             raise ValueError(f"gt must be (G, 4) with gvalid (G,), got {gt.shape} and {gvalid.shape}")
-        return _ptr(gt), _ptr(gvalid), gt.shape[0]
+        return gt, gvalid
 
     def empty_iou(self, gt, gvalid) -> float:
-        return self._best_iou(0.0, 0.0, 0.0, 0.0, *self._gt(gt, gvalid))
+        gt, gvalid = self._gt(gt, gvalid)
+        return self._best_iou(0.0, 0.0, 0.0, 0.0, _ptr(gt), _ptr(gvalid), gt.shape[0])
 
     def sort(self, w: _Work) -> None:
         self._sort(*self._args(w)[0])
@@ -212,12 +218,15 @@ class Kernels:
 
     def down(self, w: _Work, track_area, track_any, stop_at_hole, gt, gvalid, empty_iou) -> bool:
         a = self._args(w)
+        gt, gvalid = self._gt(gt, gvalid)
         flags = (bool(track_area), bool(track_any), bool(stop_at_hole))
-        return bool(self._down(*a[2], *flags, *self._gt(gt, gvalid), empty_iou, *a[3]))
+        gts = (_ptr(gt), _ptr(gvalid), gt.shape[0])
+        return bool(self._down(*a[2], *flags, *gts, float(empty_iou), *a[3]))
 
     def holes(self, w: _Work, n_dep, gt, gvalid) -> None:
         a = self._args(w)
-        self._holes(*a[4], int(n_dep), *a[5], *self._gt(gt, gvalid), *a[6])
+        gt, gvalid = self._gt(gt, gvalid)
+        self._holes(*a[4], int(n_dep), *a[5], _ptr(gt), _ptr(gvalid), gt.shape[0], *a[6])
 
 
 def load(env: dict[str, str] | None = None) -> Kernels:
