@@ -303,10 +303,10 @@ def _score_compiled(u8: np.ndarray, gt: np.ndarray, valid: np.ndarray, taus: np.
     return _Hits((largest >= IOU_THRESHOLD).sum(axis=0).astype(np.int64), v2, len(u8))
 
 
-def _numba_available() -> bool:
-    import importlib.util
+def _compiled_available() -> bool:
+    from infocam_exp.metrics._boxes_compiled import kernels_available
 
-    return importlib.util.find_spec("numba") is not None
+    return kernels_available()
 
 
 def default_workers() -> int:
@@ -362,9 +362,12 @@ def evaluate(
     if backend == "compiled" and not on_cpu:
         raise ConfigError(f"the compiled sweep runs on the CPU, got device={device!r} (use --backend auto or torch)")
     if backend == "auto" and on_cpu:
-        backend = "compiled" if _numba_available() else "torch"
+        backend = "compiled" if _compiled_available() else "torch"
         if backend == "torch":
-            log.warning("numba is not installed: using the slower torch sweep (pip install numba)")
+            log.warning(
+                "no compiled box sweep (no C compiler built its C kernels and numba is not "
+                "installed): using the slower torch sweep (apt install gcc, or pip install numba)"
+            )
     workers = default_workers() if workers is None or workers < 1 else int(workers)
     ids = meta.image_ids
     # Batches small enough that every thread gets several (noisy maps cost ~10x smooth ones).
@@ -585,7 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error("--device cuda requested but CUDA is not available")
-    # The run makes little cyclic garbage, and each collection would walk numba's many objects.
+    # The run makes little cyclic garbage, and each collection would walk every live object
+    # (numba's many, when its kernels are in use).
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -616,8 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_now(status: int) -> None:
-    """End the CLI process without the interpreter's teardown, which spends about 0.3 s
-    collecting numba's objects after everything is written: flush, then ``os._exit``."""
+    """End the CLI process without the interpreter's teardown (about 0.3 s collecting numba's
+    objects when its kernels were used) after everything is written: flush, then ``os._exit``."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -333,6 +333,10 @@ def compiled_threshold_ious(
 
 
 
+class KernelsUnavailable(ImportError):
+    """Neither kernel set can run: the C kernels did not build and numba does not import."""
+
+
 KERNEL_ENV = "INFOCAM_BOX_KERNEL"
 _CHOICES = ("auto", "c", "numba")
 _KERNELS = None  # the kernel set in use, once chosen
@@ -375,11 +379,28 @@ def select_kernels(choice: str | None = None):
                     raise
                 _boxes_native.report_fallback(exc)
         if kernels is None:
-            from infocam_exp.metrics import _boxes_numba
-
+            try:
+                from infocam_exp.metrics import _boxes_numba
+            except ImportError as exc:
+                raise KernelsUnavailable(
+                    f"no compiled box sweep: the C kernels are unavailable and numba does not "
+                    f"import ({exc}); install a C compiler (apt install gcc) or numba (pip install "
+                    "numba), or use the torch sweep (backend='torch')"
+                ) from exc
             kernels = _boxes_numba.KERNELS
         _KERNELS = kernels
     return kernels
+
+
+def kernels_available() -> bool:
+    """Whether the compiled sweep can run here (choosing its kernels if so): False only when the
+    C kernels are unavailable and numba does not import. An invalid ``INFOCAM_BOX_KERNEL``, or
+    C asked for and not built, still raises."""
+    try:
+        _kernels()
+    except KernelsUnavailable:
+        return False
+    return True
 
 
 def exercise(w: _Work) -> None:

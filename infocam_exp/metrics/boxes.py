@@ -734,12 +734,17 @@ def _compiled_ious(
 
 
 def compiled_sweep_available() -> bool:
-    """True when numba is installed (the compiled CPU sweep's fallback when its C kernels do not
-    build; a dependency of the package). Found without importing it: the C kernels need no numba."""
-    import importlib.util
+    """True when the compiled CPU sweep can run: its C kernels build here, or numba imports (see
+    :func:`infocam_exp.metrics._boxes_compiled.select_kernels`)."""
+    from infocam_exp.metrics._boxes_compiled import kernels_available
 
-    return importlib.util.find_spec("numba") is not None
+    return kernels_available()
 
+
+NO_COMPILED_SWEEP = (
+    "no compiled box sweep (no C compiler built its C kernels and numba is not installed): using "
+    "the slower torch sweep (apt install gcc, or pip install numba)"
+)
 
 BACKENDS = ("auto", "compiled", "torch")
 """``auto``: the compiled sweep for CPU maps, the torch sweep for maps on another device."""
@@ -788,7 +793,7 @@ def batched_threshold_ious(
             ".cpu() or use backend='torch'"
         )
     if backend == "auto" and on_cpu and not compiled_sweep_available():
-        log.warning("numba is not installed: using the slower torch sweep (pip install numba)")
+        log.warning(NO_COMPILED_SWEEP)
         backend = "torch"
     if batch == 0:
         empty = torch.zeros(0, thresholds.numel(), dtype=torch.float64, device=maps.device)

@@ -104,6 +104,36 @@ def test_without_a_compiler_auto_falls_back_to_numba(tmp_path, monkeypatch, capl
         _boxes_compiled.select_kernels("c")  # asked for explicitly: no fallback
 
 
+def test_without_a_compiler_or_numba_auto_uses_the_torch_sweep(tmp_path, monkeypatch, caplog,
+                                                              restore_choice):
+    import torch
+
+    from infocam_exp.metrics.boxes import batched_threshold_ious, compiled_sweep_available
+    from tests.metrics.opencv_reference import opencv_threshold_ious
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("INFOCAM_CC", raising=False)
+    import infocam_exp.metrics
+
+    # numba's kernels do not import: no module, and no attribute left by an earlier import
+    monkeypatch.setitem(sys.modules, "infocam_exp.metrics._boxes_numba", None)
+    monkeypatch.delattr(infocam_exp.metrics, "_boxes_numba", raising=False)
+    _boxes_compiled._KERNELS = None
+    with pytest.raises(_boxes_compiled.KernelsUnavailable, match="pip install numba"):
+        _boxes_compiled.select_kernels("auto")
+    assert not compiled_sweep_available()
+    maps = torch.zeros(1, 12, 12)
+    maps[0, 2:9, 3:8] = 1.0
+    gt = torch.tensor([[[3, 2, 7, 8]]])
+    taus = torch.tensor([0.5])
+    with caplog.at_level(logging.WARNING):
+        got = batched_threshold_ious(maps, gt, taus)  # auto
+    assert any("using the slower torch sweep" in r.message for r in caplog.records)
+    ref = opencv_threshold_ious(maps, gt, taus)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+
+
 def test_a_missing_compiler_named_by_the_environment_is_named_back(monkeypatch, restore_choice):
     monkeypatch.setenv("INFOCAM_CC", "/nowhere/cc -O1")
     with pytest.raises(_boxes_native.BuildError, match=r"\$INFOCAM_CC='/nowhere/cc -O1'.*not found"):
