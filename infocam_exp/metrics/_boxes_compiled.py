@@ -142,7 +142,9 @@ class _Work:
         self.depressions = np.empty(n, np.int32)
         self.flags = np.empty(size, np.uint8)  # entered / seen pixels
         self.scratch = np.empty(_NUM_LEVELS + 1, np.int64)  # per-level counters
-        self.offs = np.array([-stride - 1, -stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1])
+        ring_offs = np.array([-stride - 1, -stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1])
+        # per neighbour mask, the offsets of its groups' first neighbours (_RING[:, 1:5])
+        self.offs = np.ascontiguousarray(ring_offs[_RING[:, 1:5]])
         self.parent = np.empty(size, np.int32)
         self.box = np.empty((size, 4), np.int32)
         self.area2 = np.empty(size, np.int32)

@@ -205,7 +205,8 @@ static inline int64_t drop(int64_t hi, int32_t *slot, int32_t *alive, double *al
     return n_alive;
 }
 
-/* Falling sweep (8-connected regions); see _sweep_down.  Returns 1 when stopped at a hole. */
+/* Falling sweep (8-connected regions); see _sweep_down.  Returns 1 when stopped at a hole.
+   offs (256 x 4 int64): per neighbour mask, the offsets of the groups' first neighbours. */
 int64_t sweep_down(const int32_t *order, const int64_t *count, uint8_t *entered,
                    const int64_t *offs, int64_t stride, int64_t height, int64_t width,
                    const uint8_t *needed, int64_t track_area, int64_t track_any,
@@ -247,9 +248,10 @@ int64_t sweep_down(const int32_t *order, const int64_t *count, uint8_t *entered,
                 slot[p] = (int32_t)n_alive;
                 alive[n_alive++] = (int32_t)p;
             } else {
-                root = find(parent, p + offs[rg[1]]);
-                for (int64_t j = 2; j < runs + 1; j++) {
-                    int64_t rb = find(parent, p + offs[rg[j]]);
+                const int64_t *ro = offs + 4 * mask; /* each group's first neighbour */
+                root = find(parent, p + ro[0]);
+                for (int64_t j = 1; j < runs; j++) {
+                    int64_t rb = find(parent, p + ro[j]);
                     if (rb == root) continue;
                     int64_t lo = imin(root, rb), hi = imax(root, rb);
                     merge(parent, box, lo, hi);

@@ -272,7 +272,8 @@ def _sweep_down(
     lvl_largest, lvl_box, lvl_any,
 ):
     """Falling sweep: pixels enter in ``order`` (``count[v]`` at value v, from 255 down to 1;
-    ``entered`` marks them, ``offs`` holds the 8 neighbour offsets in ring order), merging
+    ``entered`` marks them; ``offs[mask]`` holds the offsets of the first neighbour of each
+    group that ``ring[mask]`` lists, so no second lookup is needed), merging
     8-connected regions in a union-find whose
     root is each region's raster-first pixel. Each root keeps its box and (``track_area``) its
     contour area in half units; the live roots sit in ``alive`` (``slot[r]`` is r's place) with,
@@ -330,9 +331,9 @@ def _sweep_down(
                 alive[n_alive] = p
                 n_alive += 1
             else:
-                root = _find(parent, p + offs[ring[mask, 1]])
-                for j in range(2, runs + 1):
-                    rb = _find(parent, p + offs[ring[mask, j]])
+                root = _find(parent, p + offs[mask, 0])
+                for j in range(1, runs):
+                    rb = _find(parent, p + offs[mask, j])
                     if rb == root:
                         continue
                     lo = min(root, rb)
