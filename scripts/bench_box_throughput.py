@@ -77,7 +77,7 @@ def main() -> None:
 
     taus = default_thresholds(args.thresholds)
     start = time.perf_counter()
-    batched_threshold_ious(*batch_maps(-1, 2), taus)  # compile or load the numba cache
+    batched_threshold_ious(*batch_maps(-1, 2), taus)  # build or load the compiled kernels
     log.info("first call (compile or cache load): %.2f s", time.perf_counter() - start)
 
     metric = LocalizationMetrics(thresholds=args.thresholds)
