@@ -333,8 +333,6 @@ def compiled_threshold_ious(
     return out_largest, out_any, (out_boxes if want_boxes else None)
 
 
-
-
 class KernelsUnavailable(ImportError):
     """Neither kernel set can run: the C kernels did not build and numba does not import."""
 

@@ -149,6 +149,7 @@ _SIGNATURES = {
 
 
 def _ptr(a: np.ndarray) -> int:
+    """The address of ``a``'s data (the C code reads it as the dtype its signature says)."""
     return a.__array_interface__["data"][0]
 
 
@@ -233,10 +234,9 @@ def load(env: dict[str, str] | None = None) -> Kernels:
     """Build (if needed) and load the C kernels; :class:`BuildError` when that fails."""
     path = build(env=env)
     try:
-        lib = ctypes.CDLL(str(path))
-    except OSError as exc:
+        return Kernels(ctypes.CDLL(str(path)), path)
+    except (OSError, AttributeError) as exc:  # not a library, or one without the kernels
         raise BuildError(f"loading the C box kernels {path} failed: {exc}; delete the file to rebuild it") from exc
-    return Kernels(lib, path)
 
 
 def report_fallback(exc: BuildError) -> None:

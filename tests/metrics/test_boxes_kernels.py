@@ -166,6 +166,12 @@ def test_an_unloadable_library_says_to_delete_it(tmp_path, monkeypatch):
     with pytest.raises(_boxes_native.BuildError, match="delete the file to rebuild it") as err:
         _boxes_native.load(env=env)
     assert str(target) in str(err.value)
+    # a shared library, but not ours: no kernels in it
+    other = tmp_path / "other.c"
+    other.write_text("int unrelated = 1;\n")
+    subprocess.run([*cmd, *_boxes_native.FLAGS, "-o", str(target), str(other)], check=True)
+    with pytest.raises(_boxes_native.BuildError, match="delete the file to rebuild it"):
+        _boxes_native.load(env=env)
 
 
 def test_an_unknown_kernel_choice_names_the_choices(monkeypatch, restore_choice):
