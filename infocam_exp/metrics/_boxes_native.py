@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -148,6 +149,23 @@ _SIGNATURES = {
 }
 
 
+class _Addresses(NamedTuple):
+    """A workspace's arguments to each C function, in order, arrays as addresses (the gt
+    arguments and flags go between them)."""
+
+    sort: tuple
+    fill: tuple
+    down_in: tuple
+    down_out: tuple
+    holes_in: tuple
+    holes_shape: tuple
+    holes_out: tuple
+
+
+_ARRAYS = ("val", "filled", "order", "count", "depressions", "flags", "scratch", "offs", "parent",
+           "box", "area2", "slot", "alive", "alive_iou", "needed", "lvl_box")
+
+
 def _ptr(a: np.ndarray) -> int:
     """The address of ``a``'s data (the C code reads it as the dtype its signature says)."""
     return a.__array_interface__["data"][0]
@@ -175,25 +193,24 @@ class Kernels:
         return str(self.path)
 
     @staticmethod
-    def _args(w: _Work) -> tuple:
-        """The workspace's array addresses, computed once per workspace (kept on it)."""
+    def _args(w: _Work) -> _Addresses:
+        """The workspace's array arguments as addresses, computed once per workspace (kept on it)."""
         a = w.__dict__.get("_native")
         if a is None:
+            p = {name: _ptr(getattr(w, name)) for name in _ARRAYS}
             shape = (w.stride, w.height, w.width)
-            a = w._native = (
-                (_ptr(w.val), *shape, _ptr(w.order), _ptr(w.count), _ptr(w.scratch)),
-                (_ptr(w.val), *shape, _ptr(w.filled), _ptr(w.order), _ptr(w.count),
-                 _ptr(w.depressions), _ptr(w.scratch), _ptr(w.parent), _ptr(w.flags)),
-                (_ptr(w.order), _ptr(w.count), _ptr(w.flags), _ptr(w.offs), *shape,
-                 _ptr(w.needed)),
-                (_ptr(_RING), _ptr(w.parent), _ptr(w.box), _ptr(w.area2), _ptr(w.slot),
-                 _ptr(w.alive), _ptr(w.alive_iou), _ptr(w.levels[0]), _ptr(w.lvl_box),
-                 _ptr(w.levels[1])),
-                (_ptr(w.val), _ptr(w.filled), _ptr(w.depressions)),
-                (*shape, _ptr(w.needed)),
-                (_ptr(w.parent), _ptr(w.box), _ptr(w.slot), _ptr(w.alive), _ptr(w.alive_iou),
-                 _ptr(w.levels[1]), _ptr(w.levels[2]), _ptr(w.levels[3]), _ptr(w.scratch),
-                 _ptr(w.order), _ptr(w.flags)),
+            levels = [_ptr(row) for row in w.levels]
+            a = w._native = _Addresses(
+                sort=(p["val"], *shape, p["order"], p["count"], p["scratch"]),
+                fill=(p["val"], *shape, p["filled"], p["order"], p["count"], p["depressions"],
+                      p["scratch"], p["parent"], p["flags"]),
+                down_in=(p["order"], p["count"], p["flags"], p["offs"], *shape, p["needed"]),
+                down_out=(_ptr(_RING), p["parent"], p["box"], p["area2"], p["slot"], p["alive"],
+                          p["alive_iou"], levels[0], p["lvl_box"], levels[1]),
+                holes_in=(p["val"], p["filled"], p["depressions"]),
+                holes_shape=(*shape, p["needed"]),
+                holes_out=(p["parent"], p["box"], p["slot"], p["alive"], p["alive_iou"], levels[1],
+                           levels[2], levels[3], p["scratch"], p["order"], p["flags"]),
             )
         return a
 
@@ -212,22 +229,23 @@ class Kernels:
         return self._best_iou(0.0, 0.0, 0.0, 0.0, _ptr(gt), _ptr(gvalid), gt.shape[0])
 
     def sort(self, w: _Work) -> None:
-        self._sort(*self._args(w)[0])
+        self._sort(*self._args(w).sort)
 
     def fill(self, w: _Work) -> int:
-        return self._fill(*self._args(w)[1])
+        return self._fill(*self._args(w).fill)
 
     def down(self, w: _Work, track_area, track_any, stop_at_hole, gt, gvalid, empty_iou) -> bool:
         a = self._args(w)
         gt, gvalid = self._gt(gt, gvalid)
         flags = (bool(track_area), bool(track_any), bool(stop_at_hole))
         gts = (_ptr(gt), _ptr(gvalid), gt.shape[0])
-        return bool(self._down(*a[2], *flags, *gts, float(empty_iou), *a[3]))
+        return bool(self._down(*a.down_in, *flags, *gts, float(empty_iou), *a.down_out))
 
     def holes(self, w: _Work, n_dep, gt, gvalid) -> None:
         a = self._args(w)
         gt, gvalid = self._gt(gt, gvalid)
-        self._holes(*a[4], int(n_dep), *a[5], _ptr(gt), _ptr(gvalid), gt.shape[0], *a[6])
+        self._holes(*a.holes_in, int(n_dep), *a.holes_shape, _ptr(gt), _ptr(gvalid), gt.shape[0],
+                    *a.holes_out)
 
 
 def load(env: dict[str, str] | None = None) -> Kernels:
