@@ -303,12 +303,6 @@ def _score_compiled(u8: np.ndarray, gt: np.ndarray, valid: np.ndarray, taus: np.
     return _Hits((largest >= IOU_THRESHOLD).sum(axis=0).astype(np.int64), v2, len(u8))
 
 
-def _compiled_available() -> bool:
-    from infocam_exp.metrics._boxes_compiled import kernels_available
-
-    return kernels_available()
-
-
 def default_workers() -> int:
     """CPU threads the evaluator uses by default: the cores this process may run on."""
     try:
@@ -362,12 +356,11 @@ def evaluate(
     if backend == "compiled" and not on_cpu:
         raise ConfigError(f"the compiled sweep runs on the CPU, got device={device!r} (use --backend auto or torch)")
     if backend == "auto" and on_cpu:
-        backend = "compiled" if _compiled_available() else "torch"
+        from infocam_exp.metrics._boxes_compiled import NO_COMPILED_SWEEP, kernels_available
+
+        backend = "compiled" if kernels_available() else "torch"
         if backend == "torch":
-            log.warning(
-                "no compiled box sweep (no C compiler built its C kernels and numba is not "
-                "installed): using the slower torch sweep (apt install gcc, or pip install numba)"
-            )
+            log.warning(NO_COMPILED_SWEEP)
     workers = default_workers() if workers is None or workers < 1 else int(workers)
     ids = meta.image_ids
     # Batches small enough that every thread gets several (noisy maps cost ~10x smooth ones).

@@ -392,6 +392,13 @@ def select_kernels(choice: str | None = None):
     return kernels
 
 
+NO_COMPILED_SWEEP = (
+    "no compiled box sweep (no C compiler built its C kernels and numba is not installed): using "
+    "the slower torch sweep (apt install gcc, or pip install numba)"
+)
+"""What ``backend="auto"`` logs when :func:`kernels_available` is False."""
+
+
 def kernels_available() -> bool:
     """Whether the compiled sweep can run here (choosing its kernels if so): False only when the
     C kernels are unavailable and numba does not import. An invalid ``INFOCAM_BOX_KERNEL``, or

@@ -741,11 +741,6 @@ def compiled_sweep_available() -> bool:
     return kernels_available()
 
 
-NO_COMPILED_SWEEP = (
-    "no compiled box sweep (no C compiler built its C kernels and numba is not installed): using "
-    "the slower torch sweep (apt install gcc, or pip install numba)"
-)
-
 BACKENDS = ("auto", "compiled", "torch")
 """``auto``: the compiled sweep for CPU maps, the torch sweep for maps on another device."""
 
@@ -793,6 +788,8 @@ def batched_threshold_ious(
             ".cpu() or use backend='torch'"
         )
     if backend == "auto" and on_cpu and not compiled_sweep_available():
+        from infocam_exp.metrics._boxes_compiled import NO_COMPILED_SWEEP
+
         log.warning(NO_COMPILED_SWEEP)
         backend = "torch"
     if batch == 0:
