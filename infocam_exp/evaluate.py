@@ -534,7 +534,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--backend",
         default="auto",
         choices=("auto", "compiled", "torch"),
-        help="box sweep: auto (compiled on CPU, torch on CUDA), compiled, torch",
+        help="box sweep: auto (compiled on CPU, torch on CUDA), compiled, torch; the compiled "
+        "sweep's kernels are C (built by the system's C compiler) or numba, as the environment "
+        "variable INFOCAM_BOX_KERNEL=auto|c|numba says",
     )
     parser.add_argument(
         "--allow-nan", action="store_true", help="score NaN heatmaps as all-zero maps"
