@@ -188,6 +188,29 @@ def test_cli_process_flushes_everything_before_its_quick_exit(split, tmp_path):
     assert res.returncode == 2 and ids[0] in res.stderr
 
 
+@pytest.mark.parametrize("kernels", ["c", "numba"])
+def test_cli_scores_the_same_with_either_kernel_set_and_c_needs_no_numba(split, tmp_path, kernels):
+    # The evaluate CLI's whole run (fresh caches): with the C kernels numba is never imported;
+    # both kernel sets write the same report.
+    meta, heat, *_ = split
+    out = tmp_path / f"{kernels}.json"
+    code = (
+        "import sys\n"
+        "from infocam_exp.evaluate import main\n"
+        f"status = main(['--metadata', {str(meta)!r}, '--heatmaps', {str(heat)!r}, '--json', {str(out)!r}])\n"
+        "print(status, 'numba' in sys.modules)\n"
+    )
+    env = dict(os.environ, INFOCAM_BOX_KERNEL=kernels, INFOCAM_KERNEL_CACHE=str(tmp_path / "c"),
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-2:] == ["0", "False" if kernels == "c" else "True"]
+    report = json.loads(out.read_text())
+    from infocam_exp.evaluate import evaluate
+
+    assert report["metrics"] == evaluate(meta, heat, backend="torch")["metrics"]
+
+
 def test_cli_reports_errors_with_status_2(split, caplog):
     meta, heat, ids, *_ = split
     (heat / f"{ids[0]}.npy").unlink()
