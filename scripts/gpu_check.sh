@@ -15,6 +15,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+# which kernels the CPU box sweep uses here (C where a C compiler is found, else numba), built now
+"$PY" -m infocam_exp.evaluate --warm-up || failed+=("box sweep warm-up (python -m infocam_exp.evaluate --warm-up)")
 # The gpu-marked tests (tests/test_gpu.py: trainer=gpu bf16 + channels_last one-batch fit and test;
 # box evaluator on CUDA == CPU). They need the project's dependencies (pytest, Hydra, Lightning:
 # pip install -e '.[dev]'); where those are missing the step says so and the check goes on.
