@@ -186,24 +186,30 @@ def test_an_unknown_kernel_choice_names_the_choices(monkeypatch, restore_choice)
     assert "Traceback" not in res.stderr
 
 
+#: A process that gets the kernels ready, scores a 9 x 9 ring around a 5 x 5 hole (GT = the hole)
+#: through every kernel, and prints the kernel set, the all-contour IoU and whether numba was
+#: imported. The hole's border box [1, 1, 1 + 7, 1 + 7] (64 px) against the hole [2, 2, 6, 6]
+#: (25 px): IoU 25 / 64.
+_SCORE_A_RING = (
+    "import sys\n"
+    "import numpy as np\n"
+    "from infocam_exp.metrics import _boxes_compiled as g\n"
+    "g.warm_up()\n"
+    "u8 = np.zeros((1, 9, 9), np.uint8)\n"
+    "u8[0, 1:8, 1:8] = 200\n"
+    "u8[0, 2:7, 2:7] = 0\n"
+    "l, a, _ = g.compiled_threshold_ious(u8, np.array([[100]]), np.array([[[2., 2., 6., 6.]]]),\n"
+    "                                    np.ones((1, 1), bool))\n"
+    "print(g.describe().split()[0], a[0, 0], 'numba' in sys.modules)\n"
+)
+
+
 def test_the_c_kernels_run_without_numba(tmp_path):
     # A fresh cache: the process builds the C library, scores a map with a hole through every
     # kernel, and never imports numba.
-    code = (
-        "import sys\n"
-        "import numpy as np\n"
-        "from infocam_exp.metrics import _boxes_compiled as g\n"
-        "g.warm_up()\n"
-        "u8 = np.zeros((1, 9, 9), np.uint8)\n"
-        "u8[0, 1:8, 1:8] = 200\n"
-        "u8[0, 2:7, 2:7] = 0\n"
-        "l, a, _ = g.compiled_threshold_ious(u8, np.array([[100]]), np.array([[[2., 2., 6., 6.]]]),\n"
-        "                                    np.ones((1, 1), bool))\n"
-        "print(g.describe().split()[0], a[0, 0], 'numba' in sys.modules)\n"
-    )
     env = dict(os.environ, INFOCAM_KERNEL_CACHE=str(tmp_path), INFOCAM_BOX_KERNEL="c")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    # the hole's border box [1, 1, 1 + 7, 1 + 7] (64 px) against the hole [2, 2, 6, 6] (25 px)
+    out = subprocess.run([sys.executable, "-c", _SCORE_A_RING], env=env, capture_output=True,
+                         text=True, check=True)
     assert out.stdout.split() == ["c", str(25 / 64), "False"]
     assert len(list(tmp_path.glob("_boxes_native-*.so"))) == 1
 
@@ -235,23 +241,12 @@ def test_an_installed_wheel_ships_the_c_source_and_builds_it(tmp_path):
 def test_processes_building_at_once_share_one_library(tmp_path):
     # DDP ranks starting together on an empty cache: each builds under its own temporary name
     # and renames it into place, so every process loads a whole library and one file remains.
-    code = (
-        "import numpy as np\n"
-        "from infocam_exp.metrics import _boxes_compiled as g\n"
-        "g.warm_up()\n"
-        "u8 = np.zeros((1, 9, 9), np.uint8)\n"
-        "u8[0, 1:8, 1:8] = 200\n"
-        "u8[0, 2:7, 2:7] = 0\n"
-        "l, a, _ = g.compiled_threshold_ious(u8, np.array([[100]]), np.array([[[2., 2., 6., 6.]]]),\n"
-        "                                    np.ones((1, 1), bool))\n"
-        "print(g.describe().split()[0], a[0, 0])\n"
-    )
     env = dict(os.environ, INFOCAM_KERNEL_CACHE=str(tmp_path), INFOCAM_BOX_KERNEL="c")
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", _SCORE_A_RING], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
-    assert [out.split() for out, _ in outs] == [["c", str(25 / 64)]] * 4
+    assert [out.split() for out, _ in outs] == [["c", str(25 / 64), "False"]] * 4
     assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("_boxes_native-*.so")]
     assert len(list(tmp_path.iterdir())) == 1
 
