@@ -60,6 +60,21 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+def _cache_candidates(name: str, env, package_dir: Path | None = None) -> list[Path]:
+    """Where compiled code is cached, in order of preference: ``__pycache__`` next to these
+    modules (an editable install, or a site-packages the user may write), then the user cache
+    dir (``$XDG_CACHE_HOME``, else ``~/.cache``) under ``name``."""
+    here = Path(__file__).resolve().parent if package_dir is None else package_dir
+    home = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return [here / "__pycache__", Path(home) / name]
+
+
+def _temp_cache(prefix: str) -> Path:
+    """The last resort where no candidate is writable: a per-user folder in the temp dir."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"{prefix}-{uid}"
+
+
 _NUM_LEVELS = 256
 _STALE = -2.0  # a live region's cached IoU after its box grew (IoUs lie in [0, 1])
 _UNSCORED = -3.0  # a hole's cached IoU while only its box area is known

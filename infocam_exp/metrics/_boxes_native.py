@@ -37,7 +37,13 @@ from typing import NamedTuple
 import numpy as np
 
 from infocam_exp.errors import UserError
-from infocam_exp.metrics._boxes_compiled import _RING, _Work, _writable
+from infocam_exp.metrics._boxes_compiled import (
+    _RING,
+    _cache_candidates,
+    _temp_cache,
+    _Work,
+    _writable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +90,8 @@ def cache_folder(env: dict[str, str] | None = None, package_dir: Path | None = N
     env = os.environ if env is None else env
     if env.get(CACHE_ENV):
         return Path(env[CACHE_ENV])
-    here = Path(__file__).resolve().parent if package_dir is None else package_dir
-    if writable(here / "__pycache__"):
-        return here / "__pycache__"
-    home = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if writable(Path(home) / "infocam_exp"):
-        return Path(home) / "infocam_exp"
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"infocam-exp-kernels-{uid}"
+    candidates = _cache_candidates("infocam_exp", env, package_dir)
+    return next((folder for folder in candidates if writable(folder)), _temp_cache("infocam-exp-kernels"))
 
 
 def library_name(cmd: list[str], source: bytes) -> str:

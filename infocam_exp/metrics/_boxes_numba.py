@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from infocam_exp.metrics._boxes_compiled import (
     _RING,
     _STALE,
     _UNSCORED,
+    _cache_candidates,
+    _temp_cache,
     _Work,
     _writable,
 )
@@ -41,14 +42,9 @@ def fallback_cache_dir(
     env = os.environ if env is None else env
     if env.get("NUMBA_CACHE_DIR"):
         return None
-    here = Path(__file__).resolve().parent if package_dir is None else package_dir
-    if writable(here / "__pycache__"):
+    if any(writable(folder) for folder in _cache_candidates("numba", env, package_dir)):
         return None
-    home = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if writable(Path(home) / "numba"):
-        return None
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"numba-cache-{uid}"
+    return _temp_cache("numba-cache")
 
 
 _FALLBACK = fallback_cache_dir()

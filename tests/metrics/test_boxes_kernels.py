@@ -11,7 +11,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +83,17 @@ def test_the_c_library_is_built_once_into_the_cache(tmp_path):
     assert kernels.name == "c" and kernels.location() == str(first)
 
 
+def test_the_cache_folder_is_the_first_writable_place(tmp_path):
+    pkg, home = tmp_path / "pkg", tmp_path / "home"
+    env = {"XDG_CACHE_HOME": str(home)}
+    folder = _boxes_native.cache_folder
+    assert folder({**env, "INFOCAM_KERNEL_CACHE": "/x"}, pkg, writable=lambda _p: False) == Path("/x")
+    assert folder(env, pkg, writable=lambda _p: True) == pkg / "__pycache__"  # an editable install
+    assert folder(env, pkg, writable=lambda p: "home" in str(p)) == home / "infocam_exp"
+    last = folder(env, pkg, writable=lambda _p: False)  # read-only install and home
+    assert last.parent == Path(tempfile.gettempdir()) and last.name.startswith("infocam-exp-kernels-")
+
+
 def test_the_library_name_follows_source_compiler_and_platform():
     name = _boxes_native.library_name
     assert name(["cc"], b"a") == name(["cc"], b"a")
@@ -89,10 +102,16 @@ def test_the_library_name_follows_source_compiler_and_platform():
     assert name(["cc", "-m32"], b"a") != name(["cc"], b"a")
 
 
-def test_without_a_compiler_auto_falls_back_to_numba(tmp_path, monkeypatch, caplog, restore_choice):
+@pytest.fixture
+def no_compiler(tmp_path, monkeypatch):
+    """No C compiler to be found: an empty PATH, no $CC or $INFOCAM_CC."""
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing to run there
     monkeypatch.delenv("CC", raising=False)
     monkeypatch.delenv("INFOCAM_CC", raising=False)
+
+
+@pytest.mark.usefixtures("no_compiler")
+def test_without_a_compiler_auto_falls_back_to_numba(caplog, restore_choice):
     with pytest.raises(_boxes_native.BuildError) as err:
         _boxes_native.compiler()
     assert err.value.no_compiler
@@ -104,17 +123,13 @@ def test_without_a_compiler_auto_falls_back_to_numba(tmp_path, monkeypatch, capl
         _boxes_compiled.select_kernels("c")  # asked for explicitly: no fallback
 
 
-def test_without_a_compiler_or_numba_auto_uses_the_torch_sweep(tmp_path, monkeypatch, caplog,
-                                                              restore_choice):
+@pytest.mark.usefixtures("no_compiler")
+def test_without_a_compiler_or_numba_auto_uses_the_torch_sweep(monkeypatch, caplog, restore_choice):
     import torch
 
+    import infocam_exp.metrics
     from infocam_exp.metrics.boxes import batched_threshold_ious, compiled_sweep_available
     from tests.metrics.opencv_reference import opencv_threshold_ious
-
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delenv("CC", raising=False)
-    monkeypatch.delenv("INFOCAM_CC", raising=False)
-    import infocam_exp.metrics
 
     # numba's kernels do not import: no module, and no attribute left by an earlier import
     monkeypatch.setitem(sys.modules, "infocam_exp.metrics._boxes_numba", None)
